@@ -1,0 +1,48 @@
+"""spectralwatch: how well is a neural network trained? Answered from its weights alone.
+
+Heavy-Tailed Self-Regularization (HTSR) diagnostics of Martin & Mahoney: per layer, the
+eigenvalue spectrum of ``W^T W``, a power-law fit of its tail (alpha), norm and rank metrics,
+averaged into model-quality scores. ``import spectralwatch`` imports no deep-learning framework
+and no plotting library.
+
+>>> import numpy as np, spectralwatch
+>>> W = np.random.default_rng(0).standard_normal((400, 100))
+>>> report = spectralwatch.analyze(W)
+>>> int(report.details.loc[0, "num_evals"])
+100
+"""
+
+from .analyze import analyze, describe
+from .compat import WeightWatcher
+from .errors import (
+    CorruptFileError,
+    InvalidParameterError,
+    MissingDependencyError,
+    NoLayersError,
+    NotYetSupportedError,
+    SpectralWatchError,
+    UnknownFormatError,
+    UnsafeFileError,
+)
+from .fit import PowerLawFit, fit_power_law
+from .report import Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "analyze",
+    "describe",
+    "fit_power_law",
+    "PowerLawFit",
+    "Report",
+    "WeightWatcher",
+    "SpectralWatchError",
+    "InvalidParameterError",
+    "MissingDependencyError",
+    "UnknownFormatError",
+    "CorruptFileError",
+    "UnsafeFileError",
+    "NoLayersError",
+    "NotYetSupportedError",
+    "__version__",
+]

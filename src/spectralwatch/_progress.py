@@ -1,0 +1,37 @@
+"""A dependency-free progress line on stderr (opt-in: the library never prints otherwise)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """``with Progress(total, enabled) as p: p.update(label)`` draws ``[####....] 3/10 label``."""
+
+    def __init__(self, total: int, enabled: bool = True, stream=None, width: int = 30):
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def update(self, label: str = "") -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        filled = int(self.width * self.done / self.total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.1f}s {label[:40]:<40}")
+        self.stream.flush()
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+        return False

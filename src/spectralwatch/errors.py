@@ -1,0 +1,63 @@
+"""Exceptions raised by spectralwatch.
+
+Every error the library raises on purpose derives from :class:`SpectralWatchError`, so callers
+can catch one type. Invalid arguments are also :class:`ValueError` / :class:`TypeError`, as a
+scientific-Python user expects.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SpectralWatchError",
+    "InvalidParameterError",
+    "MissingDependencyError",
+    "UnknownFormatError",
+    "CorruptFileError",
+    "ModelFileNotFoundError",
+    "UnsafeFileError",
+    "NoLayersError",
+    "NotYetSupportedError",
+]
+
+
+class SpectralWatchError(Exception):
+    """Base class of every error spectralwatch raises on purpose."""
+
+
+class InvalidParameterError(SpectralWatchError, ValueError):
+    """An option has a value outside its allowed set.
+
+    The message names the parameter, the allowed values and the bad value, e.g.
+    ``The 'min_evals' parameter of analyze must be an int >= 0. Got -1.``
+    """
+
+
+class MissingDependencyError(SpectralWatchError, ImportError):
+    """An optional dependency is needed; the message says which extra installs it."""
+
+
+class UnknownFormatError(SpectralWatchError, TypeError):
+    """The input is not a model or file that any installed source can read."""
+
+
+class CorruptFileError(SpectralWatchError, ValueError):
+    """A model file exists but cannot be parsed (truncated, bad header, bad offsets...)."""
+
+
+class ModelFileNotFoundError(SpectralWatchError, FileNotFoundError):
+    """A model path that does not exist: ``No such file or directory: '...'``."""
+
+
+class UnsafeFileError(SpectralWatchError):
+    """A file would need arbitrary (pickled) code to be executed to be read."""
+
+
+class NoLayersError(SpectralWatchError):
+    """The model holds no layer that can be analysed with the given options."""
+
+
+class NotYetSupportedError(SpectralWatchError, NotImplementedError):
+    """A WeightWatcher option whose capability is not available in this version.
+
+    Raised instead of silently ignoring the option.
+    """

@@ -1,0 +1,211 @@
+"""Analysis options: one validated, immutable object, with WeightWatcher's keyword names.
+
+Every option is checked when ``analyze()`` is called, with one message format that names the
+parameter, the allowed values and the bad value. WeightWatcher options whose capability is not in
+this version raise :class:`~spectralwatch.errors.NotYetSupportedError` naming them instead of
+being silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from dataclasses import dataclass, field
+
+from .errors import InvalidParameterError, NotYetSupportedError
+from .sources.base import ANALYSABLE_TYPES
+
+__all__ = ["Options", "make_options", "LayerFilter"]
+
+FIT_NAMES = {"PL": "power_law", "power_law": "power_law"}
+FIX_FINGERS = (None, "xmin_peak", "clip_xmax")
+SVD_METHODS = {"auto": "auto", "gram": "gram", "svd": "svd", "fast": "auto", "accurate": "auto"}
+
+# WeightWatcher options that are accepted only at their "off" value in this version:
+# option -> (off values, what it does)
+_NOT_YET = {
+    "plot": ((False, None), "plots of the ESD and fits"),
+    "randomize": ((False, None), "randomized ESDs and correlation traps"),
+    "mp_fit": ((False, None), "Marchenko-Pastur fits"),
+    "detX": ((False, None), "the detX / ERG condition"),
+    "ERG": ((False, None), "the detX / ERG condition"),
+    "vectors": ((False, None), "eigenvector localisation metrics"),
+    "intra": ((False, None), "intra-layer (cross-layer product) ESDs"),
+    "stacked": ((False, None), "stacked-layer ESDs"),
+    "inverse": ((False, None), "inverse ESDs"),
+    "base_model": ((None,), "delta analysis against a base model"),
+    "peft": ((False, None), "LoRA / PEFT adapter analysis"),
+    "glorot_fix": ((False, None), "Glorot normalisation (a no-op in WeightWatcher 0.7.7)"),
+    "conv2d_fft": ((False, None), "FFT of conv2d kernels"),
+    "fft": ((False, None), "FFT of weight matrices"),
+    "channels": ((None,), "overriding the conv channel layout"),
+    "deltas": ((False, None), "eigenvalue-spacing plots"),
+}
+# accepted for compatibility, no effect on results
+_INERT = {"savefig", "sparsify"}
+_REPLACED = {
+    "min_size": "use min_evals instead",
+    "max_size": "use max_evals instead",
+}
+
+
+def _bad(name: str, func: str, allowed: str, value) -> InvalidParameterError:
+    return InvalidParameterError(f"The '{name}' parameter of {func} must be {allowed}. Got {value!r}.")
+
+
+def _int(name, value, func, minimum=0, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise _bad(name, func, f"an int >= {minimum}{extra}", value)
+    return int(value)
+
+
+def _float(name, value, func, allow_none=False, positive=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (positive and not value > 0):
+        cond = "a positive number" if positive else "a number"
+        raise _bad(name, func, cond + (" or None" if allow_none else ""), value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class LayerFilter:
+    """Which layers to keep (WeightWatcher's ``layers=[...]``), combined with AND.
+
+    ``ids``: keep these ids; ``exclude_ids``: drop these (given as negative ids);
+    ``types``: keep these layer types; ``names`` / ``exclude_names`` match the short name or the
+    long name (names to drop are given with a leading ``'-'``).
+    """
+
+    ids: frozenset = frozenset()
+    exclude_ids: frozenset = frozenset()
+    types: frozenset = frozenset()
+    names: frozenset = frozenset()
+    exclude_names: frozenset = frozenset()
+
+    @classmethod
+    def parse(cls, layers, func="analyze") -> "LayerFilter":
+        if layers is None:
+            return cls()
+        if isinstance(layers, (str, numbers.Integral)):
+            layers = [layers]
+        try:
+            items = list(layers)
+        except TypeError:
+            raise _bad("layers", func, "a list of layer ids, layer type names or layer names", layers) from None
+        ints = [int(x) for x in items if isinstance(x, numbers.Integral) and not isinstance(x, bool)]
+        strs = [x for x in items if isinstance(x, str)]
+        if len(ints) + len(strs) != len(items):
+            raise _bad("layers", func, "a list of ints (ids) and strs (types or names)", layers)
+        if any(i < 0 for i in ints) and any(i >= 0 for i in ints):
+            raise _bad("layers", func, "either ids to keep (>= 0) or ids to exclude (< 0), not both", layers)
+        types = {s for s in strs if s in ANALYSABLE_TYPES}
+        names = [s for s in strs if s not in types]
+        drop = [s[1:] for s in names if s.startswith("-")]
+        keep = [s for s in names if not s.startswith("-")]
+        if drop and keep:
+            raise _bad("layers", func, "either names to keep or names to exclude ('-name'), not both", layers)
+        return cls(ids=frozenset(i for i in ints if i >= 0), exclude_ids=frozenset(-i for i in ints if i < 0),
+                   types=frozenset(types), names=frozenset(keep), exclude_names=frozenset(drop))
+
+    def keeps(self, layer_id: int, name: str, longname: str, layer_type: str) -> bool:
+        if self.ids and layer_id not in self.ids:
+            return False
+        if layer_id in self.exclude_ids:
+            return False
+        if self.types and layer_type not in self.types:
+            return False
+        if self.names and name not in self.names and longname not in self.names:
+            return False
+        if name in self.exclude_names or longname in self.exclude_names:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated options of one analysis (see :func:`spectralwatch.analyze` for their meaning)."""
+
+    layers: LayerFilter = field(default_factory=LayerFilter)
+    min_evals: int = 8
+    max_evals: int | None = 15000
+    max_N: int | None = 50000
+    pool: bool = True
+    conv2d_norm: bool = True
+    start_ids: int | None = None
+    fit: str = "power_law"
+    xmax: object = None
+    fix_fingers: str | None = None
+    xmin_max: float | None = None
+    max_fingers: int = 10
+    finger_thresh: float = 1.0
+    tolerance: float = 1e-6
+    svd_method: str = "auto"
+
+
+def _check_reference_options(extra: dict, func: str) -> None:
+    for key, value in extra.items():
+        if key in _INERT:
+            continue
+        if key in _REPLACED:
+            raise InvalidParameterError(f"The '{key}' parameter of {func} is not used: {_REPLACED[key]}.")
+        if key in _NOT_YET:
+            offs, what = _NOT_YET[key]
+            if not any(value is off for off in offs):
+                raise NotYetSupportedError(
+                    f"The '{key}' option of {func} ({what}) is not available in this version of "
+                    f"spectralwatch; call {func} without it (or with {key}={offs[0]!r})."
+                )
+            continue
+        known = sorted(set(_NOT_YET) | _INERT | set(_REPLACED) | set(Options.__dataclass_fields__))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise TypeError(f"{func}() got an unexpected keyword argument '{key}'.{hint}")
+
+
+def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=15000, max_N=50000,
+                 pool=True, conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None,
+                 xmin_max=None, max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto",
+                 ww2x=False, pl_package="ww", **reference_options) -> Options:
+    """Validate keyword options (WeightWatcher names) into an :class:`Options`."""
+    _check_reference_options(reference_options, func)
+    if ww2x:  # WeightWatcher's deprecated alias of pool=False
+        pool = False
+    if pl_package not in ("ww", "WW"):
+        raise _bad("pl_package", func, "'ww' (spectralwatch has its own fitter; the third-party "
+                   "'powerlaw' package is never used)", pl_package)
+    if fit not in FIT_NAMES:
+        if fit in ("TPL", "E_TPL", "truncated_power_law"):
+            raise NotYetSupportedError(f"The fit={fit!r} option of {func} (truncated power law) is not "
+                                       f"available in this version of spectralwatch; use fit='PL'.")
+        raise _bad("fit", func, "one of 'PL', 'power_law'", fit)
+    if fix_fingers is False:
+        fix_fingers = None
+    if fix_fingers not in FIX_FINGERS:
+        raise _bad("fix_fingers", func, "one of None, 'xmin_peak', 'clip_xmax'", fix_fingers)
+    if not (xmax is None or xmax == "force" or (isinstance(xmax, numbers.Integral) and not isinstance(xmax, bool))):
+        raise _bad("xmax", func, "None, 'force' or an int (number of top eigenvalues to drop)", xmax)
+    if svd_method not in SVD_METHODS:
+        raise _bad("svd_method", func, "one of " + ", ".join(repr(m) for m in SVD_METHODS), svd_method)
+    for name, value in (("pool", pool), ("conv2d_norm", conv2d_norm)):
+        if not isinstance(value, bool):
+            raise _bad(name, func, "True or False", value)
+    start = _int("start_ids", start_ids, func, minimum=0, allow_none=True)
+    return Options(
+        layers=LayerFilter.parse(layers, func),
+        min_evals=_int("min_evals", 0 if min_evals is None else min_evals, func),
+        max_evals=_int("max_evals", max_evals, func, allow_none=True) or None,
+        max_N=_int("max_N", max_N, func, allow_none=True) or None,
+        pool=pool, conv2d_norm=conv2d_norm,
+        start_ids=start or None,  # WeightWatcher: 0 means "the format's default"
+        fit=FIT_NAMES[fit], xmax=xmax if xmax is None or xmax == "force" else int(xmax),
+        fix_fingers=fix_fingers,
+        xmin_max=_float("xmin_max", xmin_max, func, allow_none=True, positive=True),
+        max_fingers=_int("max_fingers", max_fingers, func, minimum=1),
+        finger_thresh=_float("finger_thresh", finger_thresh, func),
+        tolerance=_float("tolerance", tolerance, func, positive=True),
+        svd_method=SVD_METHODS[svd_method],
+    )

@@ -1,0 +1,151 @@
+"""Model readers: turn whatever the user passes into lazy :class:`~.base.LayerRef` records.
+
+``open_source(model)`` recognises, in this order:
+
+* a path (``str`` / ``os.PathLike``): a folder, or a ``.safetensors``, ``.pt/.pth/.bin/.ckpt`` or
+  ``.npz`` file (read-only, never modified);
+* a ``torch.nn.Module`` or a single ``torch.Tensor``;
+* a numpy array (one layer, named ``W``);
+* a mapping of names to arrays / tensors (a state dict, possibly a wrapped checkpoint).
+
+Layer ids follow WeightWatcher 0.7.7: a torch module numbers every entry of ``named_modules()``
+from 0 (the root); a state dict or a single file numbers every ``*.weight`` key from 1; a folder
+of weight files uses the same rule, one numbering across its files, from 0 (as the reference
+does); a single array is layer 0. ``start_id`` replaces the first id.
+
+Importing this package imports neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._optional import is_available
+from ..errors import ModelFileNotFoundError, UnknownFormatError
+from ._common import BaseSource, check_start_id, path_text
+from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
+from .folder import FolderSource
+from .numpy_ import NpzFileSource, NumpyArraySource, StateDictSource
+from .safetensors_ import SafetensorsFileSource
+from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
+
+__all__ = [
+    "open_source", "available_sources", "Source", "LayerRef", "LAYER_TYPES", "ANALYSABLE_TYPES",
+    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES",
+]
+
+
+#: sources reading a path, tried in order on an existing path
+FILE_SOURCES: tuple[type[BaseSource], ...] = (
+    FolderSource, SafetensorsFileSource, TorchFileSource, NpzFileSource,
+)
+#: sources reading an in-memory object, tried in order
+OBJECT_SOURCES: tuple[type[BaseSource], ...] = (
+    TorchModuleSource, TorchTensorSource, NumpyArraySource, StateDictSource,
+)
+#: every registered source
+SOURCES = OBJECT_SOURCES + FILE_SOURCES
+
+_HINTS = (
+    (("keras", "tensorflow", "tf_keras"),
+     "Keras/TensorFlow models are not supported yet; pass a dict of name -> numpy array, "
+     "e.g. {w.name: w.numpy() for w in model.weights}."),
+    (("jax", "jaxlib", "flax"),
+     "JAX/Flax arrays can be passed after conversion, e.g. numpy.asarray(x) or a dict of "
+     "name -> numpy.asarray(x)."),
+    (("onnx",), "ONNX models are not supported yet; export the weights as safetensors or .npz."),
+)
+
+
+def _supported_extensions() -> list[str]:
+    exts: list[str] = []
+    for cls in FILE_SOURCES:
+        exts.extend(cls.extensions)
+    return exts
+
+
+def _accepted_inputs() -> str:
+    objects = ", ".join(cls.short for cls in OBJECT_SOURCES)
+    return (f"{objects}, or a path (str or os.PathLike) to a folder or to a file ending in "
+            f"{', '.join(_supported_extensions())}")
+
+
+def _torch_extra_hint() -> str:
+    if is_available("torch"):
+        return ""
+    return (" PyTorch is not installed: install it with pip install 'spectralwatch[torch]' to read "
+            "torch.nn.Module objects and .pt/.pth/.bin/.ckpt files.")
+
+
+def _open_path(path, start_id) -> BaseSource:
+    text = os.path.expanduser(path_text(path))
+    if not os.path.exists(text):
+        raise ModelFileNotFoundError(f"No such file or directory: '{text}'")
+    for cls in FILE_SOURCES:
+        if cls.can_open(text):
+            return cls(text, start_id=start_id)
+    exts = ", ".join(_supported_extensions())
+    raise UnknownFormatError(
+        f"spectralwatch cannot read the file '{text}': unknown extension. Supported: a folder, or "
+        f"a file ending in {exts}."
+    )
+
+
+def open_source(model, *, start_id=None) -> Source:
+    """Open ``model`` for reading, without loading any weights.
+
+    Parameters
+    ----------
+    model
+        A path (``str`` or ``os.PathLike``) to a file or folder, a ``torch.nn.Module``, a
+        ``torch.Tensor``, a numpy array or a state dict (mapping of names to arrays/tensors).
+    start_id : int, optional
+        The first layer id; by default 0 for a torch module, a folder or a single array and 1
+        for a state dict or a single file (WeightWatcher's numbering).
+
+    Returns
+    -------
+    Source
+        ``.format``, ``.description`` and ``.layers()`` (a fresh iterator of
+        :class:`LayerRef` on each call).
+
+    Raises
+    ------
+    ModelFileNotFoundError
+        A path that does not exist (also a ``FileNotFoundError``).
+    UnknownFormatError
+        An input no source can read (the message lists the accepted inputs).
+    CorruptFileError, UnsafeFileError, MissingDependencyError
+        From the file readers.
+    """
+    check_start_id(start_id, 0)
+    if isinstance(model, (str, os.PathLike)):
+        return _open_path(model, start_id)
+    for cls in OBJECT_SOURCES:
+        if cls.can_open(model):
+            return cls(model, start_id=start_id)
+    cls_ = type(model)
+    qual = cls_.__qualname__ if cls_.__module__ == "builtins" else f"{cls_.__module__}.{cls_.__qualname__}"
+    top = cls_.__module__.split(".")[0]
+    hint = next((text for mods, text in _HINTS if top in mods), "")
+    if isinstance(model, (list, tuple)):
+        hint = "To analyse several matrices, pass a dict such as {'layer1': W1, 'layer2': W2}."
+    raise UnknownFormatError(
+        f"spectralwatch cannot read an object of type '{qual}'. Accepted inputs: {_accepted_inputs()}."
+        + (f" {hint}" if hint else "") + _torch_extra_hint()
+    )
+
+
+def available_sources() -> list[dict]:
+    """The registered readers: ``name``, ``reads``, ``extensions``, ``module``, ``extra``, ``installed``."""
+    out = []
+    for cls in SOURCES:
+        out.append({
+            "name": cls.name,
+            "reads": cls.reads,
+            "extensions": list(cls.extensions),
+            "module": cls.module,
+            "extra": cls.extra,
+            "installed": cls.module is None or is_available(cls.module),
+        })
+    return out

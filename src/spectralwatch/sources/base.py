@@ -1,0 +1,75 @@
+"""What every source yields: a lazy reference to one candidate layer's weight tensor.
+
+A source walks a model in its natural order and yields one :class:`LayerRef` per candidate
+layer, numbering them like WeightWatcher 0.7.7 does for that kind of input. Nothing is read
+until :meth:`LayerRef.load` is called, so a driver can hold one tensor at a time.
+
+Canonical tensor layout returned by ``load()`` (whatever the framework stored):
+
+* dense / embedding: 2-D ``(rows, cols)`` (orientation does not matter for the spectrum);
+* conv1d: 3-D ``(out_channels, in_channels, k)``;
+* conv2d: 4-D ``(out_channels, in_channels, kh, kw)``;
+* norm / unknown: whatever the tensor is (these are never analysed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+__all__ = ["LayerRef", "Source", "LAYER_TYPES", "ANALYSABLE_TYPES"]
+
+#: every value the ``layer_type`` column can take
+LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
+#: the layer types that carry a weight matrix to analyse
+ANALYSABLE_TYPES = ("dense", "conv1d", "conv2d", "embedding")
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A candidate layer, not yet loaded.
+
+    Attributes
+    ----------
+    layer_id : int
+        WeightWatcher-compatible id (see each source for its numbering rule).
+    name : str
+        Short name (last component of a module path; the key without ``.weight`` for a state dict).
+    longname : str
+        Full path of the layer in the model.
+    layer_type : str
+        One of :data:`LAYER_TYPES`.
+    shape : tuple of int
+        Shape of the tensor in the canonical layout (see module docstring).
+    dtype : str
+        The stored dtype, e.g. ``'float32'``, ``'bfloat16'``.
+    loader : callable
+        ``loader() -> numpy.ndarray`` returning the tensor in the canonical layout, as float32 or
+        float64 (half precision is widened losslessly to float32).
+    """
+
+    layer_id: int
+    name: str
+    longname: str
+    layer_type: str
+    shape: tuple
+    dtype: str
+    loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    def load(self) -> np.ndarray:
+        """Read the tensor (canonical layout, float32 or float64)."""
+        return self.loader()
+
+
+class Source(Protocol):
+    """An opened model: iterable of :class:`LayerRef` in model order."""
+
+    #: short format name, e.g. ``'torch.nn.Module'``, ``'safetensors'``
+    format: str
+    #: what was opened, e.g. the file path
+    description: str
+
+    def layers(self) -> Iterator[LayerRef]:
+        ...
