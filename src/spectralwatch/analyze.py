@@ -46,7 +46,7 @@ def _no_layers_message(source, skipped) -> str:
 
 def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True,
             conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None, xmin_max=None,
-            max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto", progress=False,
+            max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto", rng=None, progress=False,
             **reference_options) -> Report:
     """Analyse the weight matrices of a model and return a :class:`~spectralwatch.report.Report`.
 
@@ -84,6 +84,9 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
     svd_method : {'auto', 'gram', 'svd'}
         Eigenvalue route, see :func:`spectralwatch.spectrum.layer_spectrum`. WeightWatcher's
         ``'fast'`` / ``'accurate'`` mean ``'auto'``.
+    rng : None, int or numpy.random.Generator
+        Seed of every random step (randomized ESDs, bootstraps). Each layer derives its own
+        generator from it and its id, so results do not depend on execution order.
     progress : bool
         Draw a progress line on stderr.
     **reference_options
@@ -102,7 +105,7 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
     options = make_options("analyze", layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
                            pool=pool, conv2d_norm=conv2d_norm, start_ids=start_ids, fit=fit, xmax=xmax,
                            fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
-                           finger_thresh=finger_thresh, tolerance=tolerance, svd_method=svd_method,
+                           finger_thresh=finger_thresh, tolerance=tolerance, svd_method=svd_method, rng=rng,
                            **reference_options)
     return run(model, options, progress=progress)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .extras import LayerContext, extra_columns
 from .fit import PowerLawFit, fit_power_law
 from .matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices, matrix_geometry
 from .metrics import alpha_metrics, spectral_metrics
@@ -89,10 +90,10 @@ def _fit_columns(fit: PowerLawFit, options: Options) -> dict:
 def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[LayerResult]:
     spec = layer_spectrum(mats, method=options.svd_method, thresholds=(options.tolerance, FIT_THRESHOLD))
     pooled = options.pool or mats.rf == 1
-    groups = [(None, spec.evals, spec.svals)] if pooled else [
-        (i, spec.evals[i:i + 1], spec.svals[i:i + 1]) for i in range(mats.rf)]
+    groups = [(None, spec.evals, spec.svals, mats.stack)] if pooled else [
+        (i, spec.evals[i:i + 1], spec.svals[i:i + 1], mats.stack[i:i + 1]) for i in range(mats.rf)]
     results = []
-    for slice_id, ev, sv in groups:
+    for slice_id, ev, sv, stack in groups:
         row = dict(base)
         if not options.pool:
             row["slice_id"] = 0 if slice_id is None else slice_id
@@ -110,6 +111,9 @@ def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[La
         row.update(_fit_columns(fit, options))
         row.update(alpha_metrics(evals, fit.alpha if fit.status == "success" else -1.0))
         row.update(status=fit.status, warning=fit.warning, message=fit.message, spectrum_route=spec.route)
+        ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
+                           options=options, layer_id=base["layer_id"], slice_id=slice_id or 0)
+        row.update(extra_columns(ctx))
         results.append(LayerResult(row, evals, fit))
     return results
 

@@ -144,6 +144,7 @@ class Options:
     finger_thresh: float = 1.0
     tolerance: float = 1e-6
     svd_method: str = "auto"
+    rng: object = None
 
 
 def _check_reference_options(extra: dict, func: str) -> None:
@@ -169,7 +170,7 @@ def _check_reference_options(extra: dict, func: str) -> None:
 def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=15000, max_N=50000,
                  pool=True, conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None,
                  xmin_max=None, max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto",
-                 ww2x=False, pl_package="ww", **reference_options) -> Options:
+                 ww2x=False, pl_package="ww", rng=None, **reference_options) -> Options:
     """Validate keyword options (WeightWatcher names) into an :class:`Options`."""
     _check_reference_options(reference_options, func)
     if ww2x:  # WeightWatcher's deprecated alias of pool=False
@@ -208,4 +209,16 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
         finger_thresh=_float("finger_thresh", finger_thresh, func),
         tolerance=_float("tolerance", tolerance, func, positive=True),
         svd_method=SVD_METHODS[svd_method],
+        rng=_rng(rng, func),
     )
+
+
+def _rng(rng, func):
+    """``rng``: None, an int seed >= 0, or a ``numpy.random.Generator``."""
+    import numpy as np
+
+    if rng is None or isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return int(rng)
+    raise _bad("rng", func, "None, an int >= 0 or a numpy.random.Generator", rng)
