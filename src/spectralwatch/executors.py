@@ -1,0 +1,196 @@
+"""Where layers are analysed: in this process, in a local process pool, or on a Dask cluster.
+
+Every executor runs the same pure per-layer function (:func:`spectralwatch.layer.analyze_layer`)
+and yields results in model order, so the table is identical whichever runs it. Tasks carry a
+*reference* to their tensor when the tensor lives in a file (a safetensors/npz path and the
+tensor's name and byte range, a few hundred bytes): the worker reads it itself, so no weight
+crosses from the driver. Tensors that exist only in the driver's memory (a torch module, a dict
+of arrays) are read by the driver and shipped one at a time.
+
+At most ``2 x workers`` tasks are in flight, so the driver never holds more than a few tensors.
+A worker process that dies (killed, out of memory) costs only its layer: the pool is rebuilt and
+the pending layers are resubmitted; a layer that kills a worker twice gets a ``failed`` row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pickle
+from collections import deque
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InvalidParameterError, SpectralWatchError
+from .layer import LayerResult, analyze_layer, failed_result
+
+__all__ = ["resolve_executor", "run_layers", "auto_workers"]
+
+_MAX_REF_BYTES = 1 << 16  # a picklable tensor reference larger than this is not a file reference
+_AUTO_MIN_FLOPS = 3e9  # below ~0.5 s of linear algebra a process pool costs more than it saves
+
+
+def _blas_limit(threads: int) -> None:
+    """Worker initializer: give each worker its share of the cores (no oversubscription)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    threadpool_limits(limits=max(1, threads))
+    globals()["_BLAS_LIMITED"] = threads
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _flops(geometry: dict) -> float:
+    N, M, rf = geometry["N"], geometry["M"], geometry["rf"]
+    return rf * (N * M * M + 4.0 * M ** 3)
+
+
+def auto_workers(tasks: list) -> int:
+    """Worker processes worth starting for these layers: 1 unless the linear algebra pays for them."""
+    cores = _cpu_count()
+    if cores < 2 or len(tasks) < 4 or sum(_flops(g) for _, g in tasks) < _AUTO_MIN_FLOPS:
+        return 1
+    return min(cores, len(tasks))
+
+
+def _payload(ref):
+    """What to send to a worker: the reference itself if it points into a file, else the tensor."""
+    try:
+        blob = pickle.dumps(ref.loader)
+        if len(blob) <= _MAX_REF_BYTES:
+            return ref
+    except Exception:  # closures over in-memory models are not picklable: ship the array
+        pass
+    return dataclasses.replace(ref, loader=functools.partial(np.asarray, ref.load()))
+
+
+def _task(ref, options, geometry) -> list[LayerResult]:
+    return analyze_layer(ref, options, geometry)
+
+
+def resolve_executor(executor, workers):
+    """Normalise ``executor`` / ``workers`` into ``('serial'|'processes'|'dask', detail)``."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise InvalidParameterError(f"The 'workers' parameter of analyze must be None or an int >= 0. Got {workers!r}.")
+    if executor is None or executor == "auto":
+        return ("auto", workers)
+    if executor == "serial":
+        return ("serial", 1)
+    if executor == "processes":
+        return ("processes", workers)
+    if isinstance(executor, str) and executor.startswith(("dask://", "tcp://", "tls://", "inproc://")):
+        return ("dask", executor.replace("dask://", "tcp://", 1))
+    if type(executor).__module__.startswith("distributed") and hasattr(executor, "submit"):
+        return ("dask", executor)
+    raise InvalidParameterError(
+        "The 'executor' parameter of analyze must be None, 'serial', 'processes', a dask distributed.Client "
+        f"or a scheduler address 'dask://host:port'. Got {executor!r}.")
+
+
+def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator[tuple]:
+    """Yield ``(ref, results)`` for each ``(ref, geometry)`` task, in task order."""
+    kind, detail = resolve_executor(executor, workers)
+    if kind == "auto":
+        n = detail if detail else auto_workers(tasks)
+        kind, detail = ("processes", n) if n > 1 else ("serial", 1)
+    if kind == "processes":
+        n = detail or _cpu_count()
+        if n > 1 and len(tasks) > 1:
+            yield from _run_processes(tasks, options, min(n, len(tasks)))
+            return
+        kind = "serial"
+    if kind == "dask":
+        yield from _run_dask(tasks, options, detail)
+        return
+    for ref, geometry in tasks:
+        yield ref, analyze_layer(ref, options, geometry)
+
+
+def _new_pool(n: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, _cpu_count() // n)
+    # fork where the platform has it: 'spawn'/'forkserver' re-run the user's main script in every
+    # worker, which turns a script without an `if __name__ == "__main__":` guard into a fork bomb.
+    # The workers only run numpy/LAPACK code on the tensors they are sent.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_blas_limit, initargs=(threads,))
+
+
+def _run_processes(tasks: list, options, n: int) -> Iterator[tuple]:
+    """Process pool with bounded in-flight tasks and recovery from dead workers.
+
+    After a worker dies, every unfinished task is resubmitted to a fresh pool. If a worker dies
+    again, the pool switches to one task at a time, so the layer that kills a worker is known
+    exactly: that layer alone gets a ``failed`` row, every other layer is still analysed.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool, breaks = _new_pool(n), 0
+    queue = deque(range(len(tasks)))  # task indices not yet submitted, in order
+    pending: deque = deque()  # (index, future), in order
+    try:
+        while queue or pending:
+            limit = 2 * n if breaks < 2 else 1
+            while queue and len(pending) < limit:
+                i = queue.popleft()
+                pending.append((i, pool.submit(_task, _payload(tasks[i][0]), options, tasks[i][1])))
+            index, future = pending.popleft()
+            ref, geometry = tasks[index]
+            try:
+                results = future.result()
+            except BrokenProcessPool:
+                breaks += 1
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _new_pool(n)
+                if breaks >= 3 and not pending:  # alone in the pool: this layer killed the worker
+                    yield ref, [failed_result(geometry, "the worker process died while analysing this layer "
+                                                        "(killed, or out of memory)")]
+                    breaks = 2
+                else:
+                    queue.extendleft(reversed([index] + [i for i, _ in pending]))
+                pending.clear()
+                continue
+            yield ref, results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(tasks: list, options, client_or_address) -> Iterator[tuple]:
+    from ._optional import require
+
+    distributed = require("distributed", purpose="run on a Dask cluster")
+    own = isinstance(client_or_address, str)
+    client = distributed.Client(client_or_address) if own else client_or_address
+    try:
+        window = max(2, 2 * len(client.scheduler_info().get("workers", {})) or 2)
+        pending: deque = deque()
+        nxt = 0
+        while nxt < len(tasks) or pending:
+            while nxt < len(tasks) and len(pending) < window:
+                ref, geometry = tasks[nxt]
+                future = client.submit(_task, _payload(ref), options, geometry, pure=False, retries=2)
+                pending.append((nxt, future))
+                nxt += 1
+            index, future = pending.popleft()
+            ref, geometry = tasks[index]
+            try:
+                yield ref, future.result()
+            except Exception as exc:  # the task failed on every retry (e.g. workers kept dying)
+                if isinstance(exc, SpectralWatchError):
+                    raise
+                yield ref, [failed_result(geometry, f"lost on the Dask cluster: {type(exc).__name__}: {exc}")]
+    finally:
+        if own:
+            client.close()
