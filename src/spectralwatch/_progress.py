@@ -27,7 +27,8 @@ class Progress:
         filled = int(self.width * self.done / self.total)
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:5.1f}s {label[:40]:<40}")
+        eta = elapsed / self.done * (self.total - self.done)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:6.1f}s ETA {eta:6.1f}s {label[:40]:<40}")
         self.stream.flush()
 
     def __exit__(self, *exc):

@@ -38,8 +38,10 @@ def _blas_limit(threads: int) -> None:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         return
+    from .spectrum import set_gram_threads
+
+    set_gram_threads(threads)
     threadpool_limits(limits=max(1, threads))
-    globals()["_BLAS_LIMITED"] = threads
 
 
 def _cpu_count() -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import contextlib
+import os
 
 import numpy as np
 
@@ -64,8 +65,7 @@ def _one_blas_thread():
     """Context in which BLAS and LAPACK run on one thread.
 
     The Gram product's and the eigensolver's results depend (in the last bits) on the number of
-    BLAS threads,
-    and on a busy machine threaded LAPACK spins badly (measured here: 2.7 s instead of 0.03 s at
+    BLAS threads, and on a busy machine threaded LAPACK spins badly (measured here: 2.7 s instead of 0.03 s at
     M = 384). One thread makes the eigenvalues bit-identical wherever a layer runs (this process,
     a worker process, a Dask worker); parallelism comes from running layers side by side.
     """
@@ -78,6 +78,60 @@ def _one_blas_thread():
             _CONTROLLER.append(None)
     ctl = _CONTROLLER[0]
     return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1, user_api="blas")
+
+
+#: column block of the threaded Gram product; fixed, so the result never depends on thread count
+GRAM_BLOCK = 512
+_THREADS = []
+
+
+def gram_threads() -> int:
+    """Threads for one Gram product: this process's share of the cores (set by the executor)."""
+    if not _THREADS:
+        try:
+            _THREADS.append(max(1, len(os.sched_getaffinity(0))))
+        except AttributeError:  # pragma: no cover - not on Linux
+            _THREADS.append(os.cpu_count() or 1)
+    return _THREADS[0]
+
+
+def set_gram_threads(n: int) -> None:
+    """Set how many threads a Gram product may use in this process (worker processes: 1)."""
+    _THREADS[:] = [max(1, int(n))]
+
+
+def gram_matrix(W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``W^T W`` in float64, bit-identical whatever the number of threads.
+
+    Small matrices: one single-threaded BLAS ``syrk`` call. Large ones: the upper block triangle
+    of ``GRAM_BLOCK``-column blocks, each block one single-threaded BLAS call, the blocks spread
+    over :func:`gram_threads` Python threads (BLAS releases the GIL). Each entry is computed by one
+    call of fixed shape, so the bits do not depend on how many threads ran the blocks.
+    Call it inside :func:`_one_blas_thread`.
+    """
+    M = W.shape[1]
+    if out is None:
+        out = np.empty((M, M))
+    if M <= GRAM_BLOCK or W.shape[0] * M * M < 2e8:  # never depends on the thread count
+        np.matmul(W.T, W, out=out)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = list(range(0, M, GRAM_BLOCK)) + [M]
+    blocks = [(a, b, c, d) for i, (a, b) in enumerate(zip(edges, edges[1:]))
+              for (c, d) in list(zip(edges, edges[1:]))[i:]]
+    cols = [np.ascontiguousarray(W[:, a:b]) for a, b in zip(edges, edges[1:])]
+    index = {a: k for k, a in enumerate(edges[:-1])}
+
+    def one(block):
+        a, b, c, d = block
+        out[a:b, c:d] = cols[index[a]].T @ cols[index[c]]
+        if a != c:
+            out[c:d, a:b] = out[a:b, c:d].T
+
+    with ThreadPoolExecutor(max_workers=gram_threads()) as pool:
+        list(pool.map(one, blocks))
+    return out
 
 
 def _svd_evals(W: np.ndarray) -> np.ndarray:
@@ -122,10 +176,9 @@ def layer_spectrum(mats: LayerMatrices, *, method: str = "auto",
         route = "svd"
     else:
         with _one_blas_thread():
-            # W^T W slice by slice: numpy sends a 2-D A^T A to BLAS syrk (half the flops of gemm)
             gram = np.empty((stack.shape[0], stack.shape[2], stack.shape[2]))
             for i, W in enumerate(stack):
-                np.matmul(W.T, W, out=gram[i])
+                gram_matrix(W, out=gram[i])
             evals = np.linalg.eigvalsh(gram)
             route = "gram"
             if method == "auto":
