@@ -266,8 +266,8 @@ def test_module_layer_types():
     assert got == {
         "emb": ("embedding", (10, 4)), "c1": ("conv1d", (6, 4, 3)), "c2": ("conv2d", (5, 6, 3, 3)),
         "lin": ("dense", (5, 4)), "hf": ("conv1d", (4, 8)), "my": ("dense", (5, 4)), "ln": ("norm", (4,)),
-        "bn": ("norm", (4,)), "rms": ("norm", (4,)), "c3": ("unknown", (3, 2, 2, 2, 2)),
-        "tr": ("unknown", (2, 3, 2, 2)), "bil": ("unknown", (5, 3, 4)), "sc": ("unknown", (3, 3)),
+        "bn": ("norm", (4,)), "rms": ("norm", (4,)), "c3": ("conv3d", (3, 2, 2, 2, 2)),
+        "tr": ("conv_transpose", (2, 3, 2, 2)), "bil": ("unknown", (5, 3, 4)), "sc": ("unknown", (3, 3)),
     }
     ids = {r.name: r.layer_id for r in open_source(model).layers()}
     assert ids["emb"] == 1 and ids["sc"] == 13  # relu and bn_noaffine still consume ids (root is 0)
@@ -692,9 +692,9 @@ def test_mapping_without_tensors_and_unknown_extension(tmp_path):
         open_source({"a": 1, "b": "x"})
     with pytest.raises(UnknownFormatError, match="no tensor values"):
         open_source({})
-    path = tmp_path / "model.onnx"
+    path = tmp_path / "model.tflite"
     path.write_bytes(b"x")
-    with pytest.raises(UnknownFormatError, match=r"\.safetensors, \.pt, \.pth, \.bin, \.ckpt, \.npz"):
+    with pytest.raises(UnknownFormatError, match=r"\.safetensors, \.pt, \.pth, \.bin, \.ckpt, \.npz, \.gguf, \.onnx"):
         open_source(path)
 
 

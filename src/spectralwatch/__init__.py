@@ -14,6 +14,8 @@ and no plotting library.
 
 from .analyze import analyze, describe
 from .compat import WeightWatcher
+from .distances import ModelDistances, distances
+from .editing import EditResult, svd_sharpness, svd_smoothing
 from .errors import (
     CorruptFileError,
     InvalidParameterError,
@@ -36,6 +38,11 @@ __all__ = [
     "PowerLawFit",
     "Report",
     "WeightWatcher",
+    "distances",
+    "ModelDistances",
+    "svd_smoothing",
+    "svd_sharpness",
+    "EditResult",
     "SpectralWatchError",
     "InvalidParameterError",
     "MissingDependencyError",

@@ -14,6 +14,15 @@ __all__ = ["require", "is_available"]
 _EXTRAS = {
     "torch": "torch",
     "matplotlib": "plot",
+    "pyarrow": "parquet",
+    "keras": "keras",
+    "h5py": "keras",
+    "onnx": "onnx",
+    "gguf": "gguf",
+    "jax": "jax",
+    "flax": "jax",
+    "dask": "dask",
+    "distributed": "dask",
 }
 
 

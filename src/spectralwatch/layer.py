@@ -15,13 +15,14 @@ import numpy as np
 
 from .extras import LayerContext, extra_columns
 from .fit import PowerLawFit, fit_power_law
+from .layer_stats import fit_kwargs
 from .matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices, matrix_geometry
 from .metrics import alpha_metrics, spectral_metrics
 from .options import Options
 from .sources.base import ANALYSABLE_TYPES, LayerRef
-from .spectrum import layer_spectrum
+from .devices import compute_spectrum
 
-__all__ = ["LayerResult", "analyze_layer", "skip_reason", "layer_geometry"]
+__all__ = ["LayerResult", "analyze_layer", "failed_result", "skip_reason", "layer_geometry"]
 
 #: the layer's threshold on eigenvalues that enter the power-law fit (WeightWatcher: 1e-5)
 FIT_THRESHOLD = 1e-5
@@ -38,12 +39,14 @@ class LayerResult:
 
 def layer_geometry(ref: LayerRef, options: Options) -> dict:
     """Identity and shape columns of a layer, known before loading it."""
-    N, M, rf = matrix_geometry(ref.layer_type, ref.shape)
+    N, M, rf = matrix_geometry(ref.layer_type, ref.shape, groups=ref.groups, grouped_conv=options.grouped_conv)
     num_evals = M * rf if options.pool else M
+    if ref.rank:  # a low-rank product (LoRA): only its r non-zero eigenvalues are computed
+        num_evals = min(num_evals, ref.rank)
     return {
         "layer_id": ref.layer_id, "name": ref.name, "longname": ref.longname,
         "layer_type": ref.layer_type, "N": N, "M": M, "Q": N / M if M else -1.0, "rf": rf,
-        "num_evals": num_evals, "dtype": ref.dtype,
+        "num_evals": num_evals, "dtype": ref.dtype, "quant": ref.quant,
     }
 
 
@@ -53,6 +56,8 @@ def skip_reason(ref: LayerRef, geometry: dict, options: Options) -> tuple[str, s
     The rules are WeightWatcher's: analysable type, the ``layers`` filter, ``min_evals`` /
     ``max_evals`` on the number of eigenvalues, ``max_N`` on the long side.
     """
+    if ref.skip:
+        return "source", ref.skip
     if ref.layer_type not in ANALYSABLE_TYPES:
         return "type", f"layer type '{ref.layer_type}' has no weight matrix to analyse"
     if not options.layers.keeps(ref.layer_id, ref.name, ref.longname, ref.layer_type):
@@ -88,7 +93,7 @@ def _fit_columns(fit: PowerLawFit, options: Options) -> dict:
 
 
 def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[LayerResult]:
-    spec = layer_spectrum(mats, method=options.svd_method, thresholds=(options.tolerance, FIT_THRESHOLD))
+    spec = compute_spectrum(mats, options, (options.tolerance, FIT_THRESHOLD))
     pooled = options.pool or mats.rf == 1
     groups = [(None, spec.evals, spec.svals, mats.stack)] if pooled else [
         (i, spec.evals[i:i + 1], spec.svals[i:i + 1], mats.stack[i:i + 1]) for i in range(mats.rf)]
@@ -107,10 +112,14 @@ def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[La
             continue
         fit = fit_power_law(evals, xmax=options.xmax, fix_fingers=options.fix_fingers,
                             xmin_max=options.xmin_max, max_fingers=options.max_fingers,
-                            finger_thresh=options.finger_thresh, thresh=FIT_THRESHOLD)
+                            finger_thresh=options.finger_thresh, thresh=FIT_THRESHOLD, **fit_kwargs(options))
         row.update(_fit_columns(fit, options))
         row.update(alpha_metrics(evals, fit.alpha if fit.status == "success" else -1.0))
         row.update(status=fit.status, warning=fit.warning, message=fit.message, spectrum_route=spec.route)
+        if options.fit == "truncated_power_law":
+            from .truncated import tpl_columns
+
+            row.update(tpl_columns(evals, fit, options))
         ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
                            options=options, layer_id=base["layer_id"], slice_id=slice_id or 0)
         row.update(extra_columns(ctx))
@@ -118,13 +127,23 @@ def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[La
     return results
 
 
+def failed_result(geometry: dict, message: str) -> LayerResult:
+    """A ``status='failed'`` result for a layer that could not be analysed at all."""
+    return LayerResult(_failed_row(geometry, message))
+
+
 def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None) -> list[LayerResult]:
     """Analyse one layer; never raises for a problem of the layer itself."""
     base = geometry if geometry is not None else layer_geometry(ref, options)
     try:
         weights = ref.load()
-        mats = layer_matrices(weights, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool)
+        mats = layer_matrices(weights, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool,
+                              groups=ref.groups, grouped_conv=options.grouped_conv)
         del weights
+        if options.inverse:  # analyse the pseudo-inverse: eigenvalues 1/lambda (variants.py)
+            from .variants import inverse_matrices
+
+            mats = inverse_matrices(mats)
         return _spectrum_rows(base, mats, options)
     except NonFiniteWeightsError as exc:
         return [LayerResult(_failed_row(base, str(exc)))]

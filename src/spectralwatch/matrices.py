@@ -9,8 +9,19 @@ WeightWatcher's conventions (Martin & Mahoney, JMLR 22, 2021), see ``REFERENCE.m
   each slice is its own row, scaled by ``sqrt(rf/2)`` (eigenvalues x rf/2).
 
 Unlike the reference, ``N`` and ``M`` are always ``max``/``min`` of the slice shape (the
-reference swaps them for even-sized kernels), and 3-D ``Conv1d`` kernels are sliced the same way
-(without the conv2d scaling).
+reference swaps them for even-sized kernels), and 3-D ``Conv1d`` kernels, 5-D ``Conv3d`` kernels
+and transposed convolutions are sliced the same way (without the conv2d scaling).
+
+Grouped convolutions (``groups > 1``, depthwise when every group has one input channel): with
+``grouped_conv='reference'`` the stored ``(out, in / groups, *k)`` tensor is sliced as if it were
+dense, as WeightWatcher 0.7.7 does (a depthwise ``(C, 1, 3, 3)`` kernel gives nine ``C x 1``
+matrices, a 9-eigenvalue "ESD"). With ``grouped_conv='block'`` each kernel position's matrix is
+the layer's true ``out x in`` map, block diagonal with one ``out/groups x in/groups`` block per
+group; its eigenvalues are the union of the blocks' eigenvalues, so the slices are the blocks
+(``rf * groups`` of them, ``M * rf`` eigenvalues in all; for a depthwise kernel the squared weights).
+
+A LoRA product ``B @ A`` (rank ``r``) is never formed: :func:`low_rank_core` gives an ``r x r``
+matrix with the same non-zero singular values, from two thin QR factorisations.
 """
 
 from __future__ import annotations
@@ -19,7 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LayerMatrices", "layer_matrices", "matrix_geometry", "NonFiniteWeightsError"]
+__all__ = ["LayerMatrices", "layer_matrices", "matrix_geometry", "low_rank_core", "NonFiniteWeightsError",
+           "GROUPED_CONV"]
+
+#: treatments of grouped / depthwise convolutions (see the module docstring)
+GROUPED_CONV = ("reference", "block")
+_CONV_TYPES = ("conv1d", "conv2d", "conv3d", "conv_transpose")
 
 
 class NonFiniteWeightsError(ValueError):
@@ -53,10 +69,24 @@ class LayerMatrices:
         return self.N / self.M
 
 
-def matrix_geometry(layer_type: str, shape: tuple) -> tuple[int, int, int]:
-    """``(N, M, rf)`` of a layer from its type and tensor shape, without loading it."""
-    if layer_type in ("conv1d", "conv2d") and len(shape) >= 3:
-        out_c, in_c = int(shape[0]), int(shape[1])
+def _block_groups(layer_type: str, shape: tuple, groups: int, grouped_conv: str) -> int:
+    """Number of diagonal blocks to slice a conv kernel into (1: slice it as a dense kernel)."""
+    if grouped_conv != "block" or groups <= 1 or layer_type not in _CONV_TYPES or len(shape) < 3:
+        return 1
+    # (out, in/g, *k) for a convolution, (in, out/g, *k) for a transposed one: the first axis
+    # holds the groups either way
+    return groups if int(shape[0]) % groups == 0 else 1
+
+
+def matrix_geometry(layer_type: str, shape: tuple, *, groups: int = 1,
+                    grouped_conv: str = "reference") -> tuple[int, int, int]:
+    """``(N, M, rf)`` of a layer from its type and tensor shape, without loading it.
+
+    For a grouped convolution treated as ``'block'``, ``N x M`` is the full ``out x in`` map.
+    """
+    if layer_type in _CONV_TYPES and len(shape) >= 3:
+        g = _block_groups(layer_type, shape, groups, grouped_conv)
+        out_c, in_c = int(shape[0]), int(shape[1]) * g
         rf = int(np.prod(shape[2:]))
         return max(out_c, in_c), min(out_c, in_c), rf
     if len(shape) == 2:
@@ -65,19 +95,24 @@ def matrix_geometry(layer_type: str, shape: tuple) -> tuple[int, int, int]:
 
 
 def layer_matrices(weights: np.ndarray, layer_type: str, *, conv2d_norm: bool = True,
-                   pooled: bool = True) -> LayerMatrices:
+                   pooled: bool = True, groups: int = 1, grouped_conv: str = "reference") -> LayerMatrices:
     """Slice a weight tensor (canonical layout, see ``sources.base``) into its matrices.
 
     Parameters
     ----------
     weights : ndarray
-        2-D ``(rows, cols)``, 3-D ``(out, in, k)`` or 4-D ``(out, in, kh, kw)``.
+        2-D ``(rows, cols)``, or a conv kernel ``(out, in, *k)`` of 3 to 5 dimensions.
     layer_type : str
-        ``'dense'``, ``'embedding'``, ``'conv1d'`` or ``'conv2d'``.
+        ``'dense'``, ``'embedding'``, ``'conv1d'``, ``'conv2d'``, ``'conv3d'``, ``'conv_transpose'``...
     conv2d_norm : bool
         Apply WeightWatcher's conv2d normalisation.
     pooled : bool
         Scaling for pooled (``1/2``) or per-slice (``rf/2``) conv2d spectra.
+    groups : int
+        Groups of a convolution (its first axis holds ``groups`` blocks).
+    grouped_conv : {'reference', 'block'}
+        ``'block'`` slices each kernel position into its ``groups`` diagonal blocks (see the
+        module docstring); ``'reference'`` ignores ``groups``.
 
     Raises
     ------
@@ -87,9 +122,10 @@ def layer_matrices(weights: np.ndarray, layer_type: str, *, conv2d_norm: bool = 
         When the tensor's shape does not fit the layer type.
     """
     W = np.asarray(weights)
-    if W.ndim < 2 or W.ndim > 4 or min(W.shape) == 0:
-        raise ValueError(f"a {layer_type} weight must be a non-empty 2-D to 4-D tensor; got shape {W.shape}")
-    if not np.isfinite(W).all():
+    if W.ndim < 2 or W.ndim > 5 or min(W.shape) == 0:
+        raise ValueError(f"a {layer_type} weight must be a non-empty 2-D to 5-D tensor; got shape {W.shape}")
+    # a sum is finite iff every term is (barring overflow near 1e308): no temporary the size of W
+    if not np.isfinite(np.sum(W, dtype=np.float64)) and not np.isfinite(W).all():
         n_nan = int(np.isnan(W).sum())
         n_inf = int(np.isinf(W).sum())
         raise NonFiniteWeightsError(f"weights contain {n_nan} NaN and {n_inf} Inf values")
@@ -99,6 +135,9 @@ def layer_matrices(weights: np.ndarray, layer_type: str, *, conv2d_norm: bool = 
         out_c, in_c = W.shape[:2]
         # (out, in, *k) -> (rf, out, in): one matrix per kernel position, row-major over the kernel
         stack = np.moveaxis(W.reshape(out_c, in_c, -1), 2, 0)
+        g = _block_groups(layer_type, W.shape, groups, grouped_conv)
+        if g > 1:  # (rf, g*b, in) -> (rf*g, b, in): the diagonal blocks of each position's map
+            stack = stack.reshape(stack.shape[0] * g, out_c // g, in_c)
     if stack.shape[1] < stack.shape[2]:
         stack = np.swapaxes(stack, 1, 2)
     stack = np.ascontiguousarray(stack, dtype=np.float64)
@@ -107,3 +146,30 @@ def layer_matrices(weights: np.ndarray, layer_type: str, *, conv2d_norm: bool = 
     if layer_type == "conv2d" and conv2d_norm:
         scale = 0.5 if pooled else rf / 2.0
     return LayerMatrices(stack=stack, N=N, M=M, rf=rf, eval_scale=scale)
+
+
+def low_rank_core(B: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """An ``r x r`` matrix with the non-zero singular values of ``B @ A`` (never formed).
+
+    With thin QR factorisations ``B = Q_B R_B`` and ``A^T = Q_A R_A``,
+    ``B A = Q_B (R_B R_A^T) Q_A^T`` and the outer factors have orthonormal columns, so
+    ``B A`` and ``R_B R_A^T`` share their singular values. Cost ``O((out + in) r^2)`` instead of
+    ``O(out in r)`` for the product and ``O(out in min(out, in))`` for its SVD.
+
+    Parameters
+    ----------
+    B : ndarray, shape (out, r)
+    A : ndarray, shape (r, in)
+
+    Raises
+    ------
+    ValueError
+        When the inner dimensions differ.
+    """
+    B = np.asarray(B, dtype=np.float64)
+    A = np.asarray(A, dtype=np.float64)
+    if B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
+        raise ValueError(f"cannot multiply LoRA factors of shapes {B.shape} (B) and {A.shape} (A)")
+    r_b = np.linalg.qr(B, mode="r")
+    r_a = np.linalg.qr(A.T, mode="r")
+    return r_b @ r_a.T

@@ -10,39 +10,30 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import os
 from dataclasses import dataclass, field
 
 from .errors import InvalidParameterError, NotYetSupportedError
+from .layer_stats import STATS_KEYS, stats_options
 from .sources.base import ANALYSABLE_TYPES
 
 __all__ = ["Options", "make_options", "LayerFilter"]
 
-FIT_NAMES = {"PL": "power_law", "power_law": "power_law"}
+FIT_NAMES = {"PL": "power_law", "power_law": "power_law", "TPL": "truncated_power_law",
+             "truncated_power_law": "truncated_power_law", "E_TPL": "truncated_power_law"}
 FIX_FINGERS = (None, "xmin_peak", "clip_xmax")
 SVD_METHODS = {"auto": "auto", "gram": "gram", "svd": "svd", "fast": "auto", "accurate": "auto"}
 
 # WeightWatcher options that are accepted only at their "off" value in this version:
 # option -> (off values, what it does)
 _NOT_YET = {
-    "plot": ((False, None), "plots of the ESD and fits"),
-    "randomize": ((False, None), "randomized ESDs and correlation traps"),
-    "mp_fit": ((False, None), "Marchenko-Pastur fits"),
-    "detX": ((False, None), "the detX / ERG condition"),
-    "ERG": ((False, None), "the detX / ERG condition"),
-    "vectors": ((False, None), "eigenvector localisation metrics"),
-    "intra": ((False, None), "intra-layer (cross-layer product) ESDs"),
-    "stacked": ((False, None), "stacked-layer ESDs"),
-    "inverse": ((False, None), "inverse ESDs"),
-    "base_model": ((None,), "delta analysis against a base model"),
-    "peft": ((False, None), "LoRA / PEFT adapter analysis"),
     "glorot_fix": ((False, None), "Glorot normalisation (a no-op in WeightWatcher 0.7.7)"),
     "conv2d_fft": ((False, None), "FFT of conv2d kernels"),
     "fft": ((False, None), "FFT of weight matrices"),
     "channels": ((None,), "overriding the conv channel layout"),
-    "deltas": ((False, None), "eigenvalue-spacing plots"),
 }
 # accepted for compatibility, no effect on results
-_INERT = {"savefig", "sparsify"}
+_INERT: set = set()
 _REPLACED = {
     "min_size": "use min_evals instead",
     "max_size": "use max_evals instead",
@@ -145,6 +136,36 @@ class Options:
     tolerance: float = 1e-6
     svd_method: str = "auto"
     rng: object = None
+    mp_fit: bool = False
+    mp_fit_method: str = "quantile"
+    randomize: bool = False
+    detX: bool = False
+    device: str = "cpu"
+    cache_dir: str | None = None
+    plot: bool = False
+    savefig: str | None = "ww-img"
+    deltas: bool = False
+    vectors: bool = False
+    intra: bool = False
+    sparsify: bool = True
+    stacked: bool = False
+    inverse: bool = False
+    grouped_conv: str = "reference"
+    split_fused: bool = False
+    peft: object = False
+    base_model: object = field(default=None, repr=False, compare=False)
+    # fit statistics (spectralwatch.layer_stats, docs/statistics.md)
+    bootstrap: int = 0
+    ci_level: float = 0.9
+    gof_samples: int = 0
+    compare_tails: bool = False
+    xmin_method: str = "ks"
+    xmin: float | None = None
+    xmin_range: tuple | None = None
+    farms: bool = False
+    farms_q: float = 1.0
+    fit_quality: bool = False
+    exclude_flagged: bool = False
 
 
 def _check_reference_options(extra: dict, func: str) -> None:
@@ -170,8 +191,14 @@ def _check_reference_options(extra: dict, func: str) -> None:
 def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=15000, max_N=50000,
                  pool=True, conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None,
                  xmin_max=None, max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto",
-                 ww2x=False, pl_package="ww", rng=None, **reference_options) -> Options:
+                 ww2x=False, pl_package="ww", rng=None,
+                 mp_fit=False, mp_fit_method="quantile", randomize=False, detX=False, ERG=False,
+                 device="cpu", cache_dir=None, plot=False, savefig="ww-img", deltas=False,
+                 vectors=False, intra=False, sparsify=True,
+                 stacked=False, inverse=False, grouped_conv="reference", split_fused=False, peft=False,
+                 base_model=None, **reference_options) -> Options:
     """Validate keyword options (WeightWatcher names) into an :class:`Options`."""
+    stats_kw = {k: reference_options.pop(k) for k in STATS_KEYS if k in reference_options}
     _check_reference_options(reference_options, func)
     if ww2x:  # WeightWatcher's deprecated alias of pool=False
         pool = False
@@ -179,12 +206,14 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
         raise _bad("pl_package", func, "'ww' (spectralwatch has its own fitter; the third-party "
                    "'powerlaw' package is never used)", pl_package)
     if fit not in FIT_NAMES:
-        if fit in ("TPL", "E_TPL", "truncated_power_law"):
-            raise NotYetSupportedError(f"The fit={fit!r} option of {func} (truncated power law) is not "
-                                       f"available in this version of spectralwatch; use fit='PL'.")
-        raise _bad("fit", func, "one of 'PL', 'power_law'", fit)
+        raise _bad("fit", func, "one of 'PL', 'power_law', 'TPL', 'truncated_power_law', 'E_TPL'", fit)
     if fix_fingers is False:
         fix_fingers = None
+    if fit == "E_TPL":  # WeightWatcher: E_TPL is the truncated power law with the xmin_peak rule
+        if fix_fingers == "clip_xmax":
+            raise _bad("fix_fingers", func, "None or 'xmin_peak' with fit='E_TPL'", fix_fingers)
+        fix_fingers = "xmin_peak"
+    stats, fix_fingers = stats_options(func, fix_fingers=fix_fingers, **stats_kw)
     if fix_fingers not in FIX_FINGERS:
         raise _bad("fix_fingers", func, "one of None, 'xmin_peak', 'clip_xmax'", fix_fingers)
     if not (xmax is None or xmax == "force" or (isinstance(xmax, numbers.Integral) and not isinstance(xmax, bool))):
@@ -210,6 +239,16 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
         tolerance=_float("tolerance", tolerance, func, positive=True),
         svd_method=SVD_METHODS[svd_method],
         rng=_rng(rng, func),
+        **_rmt_options(func, mp_fit=mp_fit, mp_fit_method=mp_fit_method, randomize=randomize, detX=detX,
+                       ERG=ERG),
+        device=_device(device),
+        cache_dir=_cache_dir(cache_dir, func),
+        **_plot_options(func, plot=plot, savefig=savefig, deltas=deltas),
+        **_format_options(func, grouped_conv=grouped_conv, split_fused=split_fused, peft=peft,
+                          base_model=base_model, pool=pool),
+        **_variant_options(func, vectors=vectors, intra=intra, sparsify=sparsify, stacked=stacked,
+                           inverse=inverse),
+        **stats,
     )
 
 
@@ -222,3 +261,101 @@ def _rng(rng, func):
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
         return int(rng)
     raise _bad("rng", func, "None, an int >= 0 or a numpy.random.Generator", rng)
+
+
+def _variant_options(func, **flags) -> dict:
+    """``vectors``, ``intra``, ``sparsify``, ``stacked``, ``inverse``: booleans (None means False).
+
+    ``intra`` and ``stacked`` each replace the per-layer walk by another one; they cannot be combined.
+    """
+    out = {}
+    for name, value in flags.items():
+        if value is None and name != "sparsify":
+            value = False
+        if not isinstance(value, bool):
+            raise _bad(name, func, "True or False", value)
+        out[name] = value
+    if out["intra"] and out["stacked"]:
+        raise _bad("stacked", func, "False when intra=True (each replaces the layer-by-layer analysis)", True)
+    return out
+
+
+def _format_options(func, *, grouped_conv, split_fused, peft, base_model, pool) -> dict:
+    """Layer-reading options beyond the reference (see docs/formats.md).
+
+    ``grouped_conv``: 'reference' (default, WeightWatcher's slicing) or 'block' (per-group
+    blocks, pooled spectra only); ``split_fused``: split fused QKV / gate-up projections the
+    model's config describes; ``peft``: False, True or 'with_base' (LoRA adapters);
+    ``base_model``: a model to subtract (or, with ``peft``, the model the adapter applies to).
+    """
+    from .matrices import GROUPED_CONV
+
+    if grouped_conv not in GROUPED_CONV:
+        raise _bad("grouped_conv", func, "one of " + ", ".join(repr(g) for g in GROUPED_CONV), grouped_conv)
+    if grouped_conv == "block" and not pool:
+        raise _bad("grouped_conv", func, "'reference' when pool=False (the 'block' treatment pools the "
+                   "blocks of every kernel position)", grouped_conv)
+    if not isinstance(split_fused, bool):
+        raise _bad("split_fused", func, "True or False", split_fused)
+    if peft is None:
+        peft = False
+    if not (peft is False or peft is True or peft == "with_base"):
+        raise _bad("peft", func, "False, True or 'with_base'", peft)
+    return {"grouped_conv": grouped_conv, "split_fused": split_fused, "peft": peft, "base_model": base_model}
+
+
+def _plot_options(func, *, plot, savefig, deltas) -> dict:
+    """``plot``, ``deltas``: booleans; ``savefig``: the figure folder (WeightWatcher: True = 'ww-img').
+
+    spectralwatch writes figures to files and never shows them, so ``plot=True`` needs a folder.
+    """
+    flags = {}
+    for name, value in (("plot", plot), ("deltas", deltas)):
+        if value is None:
+            value = False
+        if not isinstance(value, bool):
+            raise _bad(name, func, "True or False", value)
+        flags[name] = value
+    if savefig is True:
+        savefig = "ww-img"
+    if isinstance(savefig, os.PathLike):
+        savefig = os.fspath(savefig)
+    if not (savefig is None or savefig is False or (isinstance(savefig, str) and savefig)):
+        raise _bad("savefig", func, "a folder (str or path), True (the folder 'ww-img') or False", savefig)
+    if flags["plot"] and not savefig:
+        raise _bad("savefig", func, "a folder (str or path) or True when plot=True: spectralwatch writes "
+                   "figures to files and never shows them (draw one yourself with spectralwatch.plots)", savefig)
+    return dict(flags, savefig=savefig or None)
+
+
+def _device(device):
+    from .devices import resolve_device
+
+    return resolve_device(device)
+
+
+def _cache_dir(cache_dir, func):
+    import os
+
+    if cache_dir is None:
+        return None
+    if not isinstance(cache_dir, (str, os.PathLike)):
+        raise _bad("cache_dir", func, "None or a folder path", cache_dir)
+    return os.fspath(cache_dir)
+
+
+def _rmt_options(func, *, mp_fit, mp_fit_method, randomize, detX, ERG) -> dict:
+    """``mp_fit``, ``randomize``, ``detX`` (``ERG`` is its alias): booleans (None means False);
+    ``mp_fit_method``: 'quantile' (default) or 'ww' (WeightWatcher 0.7.7's density fit), see docs/rmt.md.
+    """
+    out = {}
+    for name, value in (("mp_fit", mp_fit), ("randomize", randomize), ("detX", detX), ("ERG", ERG)):
+        value = False if value is None else value
+        if not isinstance(value, bool):
+            raise _bad(name, func, "True or False", value)
+        out[name] = value
+    if mp_fit_method not in ("quantile", "ww"):
+        raise _bad("mp_fit_method", func, "one of 'quantile', 'ww'", mp_fit_method)
+    erg = out.pop("ERG")
+    out["detX"] = out["detX"] or erg
+    return dict(out, mp_fit_method=mp_fit_method)

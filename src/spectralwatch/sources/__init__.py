@@ -2,11 +2,16 @@
 
 ``open_source(model)`` recognises, in this order:
 
-* a path (``str`` / ``os.PathLike``): a folder, or a ``.safetensors``, ``.pt/.pth/.bin/.ckpt`` or
-  ``.npz`` file (read-only, never modified);
-* a ``torch.nn.Module`` or a single ``torch.Tensor``;
+* a path (``str`` / ``os.PathLike``): a folder, or a ``.safetensors``, ``.pt/.pth/.bin/.ckpt``,
+  ``.npz``, ``.gguf``, ``.onnx``, ``.keras`` or ``.h5`` file (read-only, never modified);
+* a Keras 3 model, a ``torch.nn.Module`` or a single ``torch.Tensor``, an ``onnx.ModelProto``,
+  a Flax NNX module or a JAX array;
 * a numpy array (one layer, named ``W``);
+* a nested mapping of arrays (a Flax / Optax / Haiku parameter tree);
 * a mapping of names to arrays / tensors (a state dict, possibly a wrapped checkpoint).
+
+:func:`open_model` adds the derived views of ``analyze``'s options: ``peft`` (LoRA products),
+``base_model`` (differences with a base model) and ``split_fused``. See ``docs/formats.md``.
 
 Layer ids follow WeightWatcher 0.7.7: a torch module numbers every entry of ``named_modules()``
 from 0 (the root); a state dict or a single file numbers every ``*.weight`` key from 1; a folder
@@ -24,36 +29,42 @@ from .._optional import is_available
 from ..errors import ModelFileNotFoundError, UnknownFormatError
 from ._common import BaseSource, check_start_id, path_text
 from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
-from .folder import FolderSource
+from .folder import FolderSource, single_model_file
+from .gguf_ import GGUFFileSource
+from .jax_ import FlaxNNXSource, JaxArraySource, JaxTreeSource
+from .keras_ import KerasFileSource, KerasModelSource
 from .numpy_ import NpzFileSource, NumpyArraySource, StateDictSource
+from .onnx_ import ONNXFileSource, ONNXModelSource
 from .safetensors_ import SafetensorsFileSource
 from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
 
 __all__ = [
     "open_source", "available_sources", "Source", "LayerRef", "LAYER_TYPES", "ANALYSABLE_TYPES",
-    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES",
+    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model",
 ]
 
 
 #: sources reading a path, tried in order on an existing path
 FILE_SOURCES: tuple[type[BaseSource], ...] = (
-    FolderSource, SafetensorsFileSource, TorchFileSource, NpzFileSource,
+    FolderSource, SafetensorsFileSource, TorchFileSource, NpzFileSource, GGUFFileSource, ONNXFileSource,
+    KerasFileSource,
 )
-#: sources reading an in-memory object, tried in order
+#: sources reading an in-memory object, tried in order (Keras before torch: with the torch backend a
+#: Keras layer is also a torch module; parameter trees before state dicts)
 OBJECT_SOURCES: tuple[type[BaseSource], ...] = (
-    TorchModuleSource, TorchTensorSource, NumpyArraySource, StateDictSource,
+    KerasModelSource, TorchModuleSource, TorchTensorSource, ONNXModelSource, FlaxNNXSource, JaxArraySource,
+    NumpyArraySource, JaxTreeSource, StateDictSource,
 )
 #: every registered source
 SOURCES = OBJECT_SOURCES + FILE_SOURCES
 
 _HINTS = (
-    (("keras", "tensorflow", "tf_keras"),
-     "Keras/TensorFlow models are not supported yet; pass a dict of name -> numpy array, "
-     "e.g. {w.name: w.numpy() for w in model.weights}."),
-    (("jax", "jaxlib", "flax"),
-     "JAX/Flax arrays can be passed after conversion, e.g. numpy.asarray(x) or a dict of "
-     "name -> numpy.asarray(x)."),
-    (("onnx",), "ONNX models are not supported yet; export the weights as safetensors or .npz."),
+    (("tensorflow", "tf_keras"),
+     "TensorFlow objects and Keras 2 models are not read directly: save the model to a file "
+     "(model.save('model.h5') or 'model.keras') and pass the path, or pass a dict of name -> numpy "
+     "array, e.g. {w.name: w.numpy() for w in model.weights}."),
+    (("flax", "jax", "jaxlib"),
+     "For Flax Linen, pass the parameter tree (variables['params']); for NNX, the nnx.Module itself."),
 )
 
 
@@ -81,6 +92,8 @@ def _open_path(path, start_id) -> BaseSource:
     text = os.path.expanduser(path_text(path))
     if not os.path.exists(text):
         raise ModelFileNotFoundError(f"No such file or directory: '{text}'")
+    if os.path.isdir(text):
+        text = single_model_file(text) or text
     for cls in FILE_SOURCES:
         if cls.can_open(text):
             return cls(text, start_id=start_id)
@@ -134,6 +147,38 @@ def open_source(model, *, start_id=None) -> Source:
         f"spectralwatch cannot read an object of type '{qual}'. Accepted inputs: {_accepted_inputs()}."
         + (f" {hint}" if hint else "") + _torch_extra_hint()
     )
+
+
+def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False) -> Source:
+    """:func:`open_source`, then the views ``analyze``'s options ask for.
+
+    Parameters
+    ----------
+    model
+        Anything :func:`open_source` reads.
+    base_model : optional
+        Without ``peft``: analyse ``W - W_base`` per matched layer (:mod:`.deltas`). With ``peft``:
+        the model the adapter applies to (its ``W`` for ``peft='with_base'``).
+    peft : {False, True, 'with_base'}
+        LoRA adapters (:mod:`.lora`).
+    split_fused : bool
+        Split fused projections that the model's ``config.json`` describes (:mod:`.fused`).
+    """
+    from .deltas import DeltaSource
+    from .fused import FusedSplitSource, model_config
+    from .lora import LoraSource, adapter_config
+
+    source = open_source(model, start_id=start_id)
+    if split_fused:
+        source = FusedSplitSource(source, model_config(model))
+    base = open_source(base_model) if base_model is not None else None
+    if peft:
+        config, _ = adapter_config(model)
+        where = f"'{path_text(model)}'" if isinstance(model, (str, os.PathLike)) else source.description
+        return LoraSource(source, peft, model=model, base=base, config=config, where=where)
+    if base is not None:
+        return DeltaSource(source, base)
+    return source
 
 
 def available_sources() -> list[dict]:

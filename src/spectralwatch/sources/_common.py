@@ -140,6 +140,8 @@ def type_from_ndim(name: str, ndim: int) -> str:
         return "conv1d"
     if ndim == 4:
         return "conv2d"
+    if ndim == 5:
+        return "conv3d"
     if ndim == 1:
         return "norm"
     return "unknown"
@@ -165,27 +167,49 @@ class TensorEntry:
     loader: Callable[[], np.ndarray]
 
 
+def inferred_groups(shape: tuple) -> int:
+    """Groups of a conv kernel known only by its shape: ``(C, 1, *k)`` is taken as depthwise.
+
+    A state dict does not record ``groups``; a kernel with one input channel per group and
+    several outputs is read as depthwise (``groups = C``). Used only by ``grouped_conv='block'``.
+    """
+    if len(shape) >= 3 and int(shape[1]) == 1 and int(shape[0]) > 1:
+        return int(shape[0])
+    return 1
+
+
 def number_entries(entries: Iterable[TensorEntry], start_id: int) -> Iterator[LayerRef]:
     """WeightWatcher's state-dict numbering.
 
     Every key ending in ``.weight`` takes one id, in order (1-D norm weights included), and is
     named after the key without ``.weight``. When no key ends in ``.weight``, every key is a
-    layer keeping its full name.
+    layer keeping its full name. Matrices the reference does not see (packed Q/K/V
+    ``in_proj_weight``, recurrent ``weight_ih/hh`` gates) are numbered after all of these.
     """
+    from .fused import append_parts, packed_parts
+
     entries = list(entries)
     has_weight = any(e.key.endswith(".weight") for e in entries)
-    layer_id = start_id
-    for e in entries:
-        if has_weight:
-            if not e.key.endswith(".weight"):
-                continue
-            name = e.key[: -len(".weight")]
-        else:
-            name = e.key
-        yield LayerRef(layer_id=layer_id, name=name, longname=name,
-                       layer_type=type_from_ndim(name, len(e.shape)),
-                       shape=tuple(int(s) for s in e.shape), dtype=e.dtype, loader=e.loader)
-        layer_id += 1
+    shapes = {e.key: tuple(e.shape) for e in entries}
+    parts: list[LayerRef] = []
+
+    def walk() -> Iterator[LayerRef]:
+        layer_id = start_id
+        for e in entries:
+            if has_weight:
+                if not e.key.endswith(".weight"):
+                    parts.extend(packed_parts(e.key, e.key, tuple(e.shape), e.dtype, e.loader, shapes))
+                    continue
+                name = e.key[: -len(".weight")]
+            else:
+                name = e.key
+            shape = tuple(int(s) for s in e.shape)
+            yield LayerRef(layer_id=layer_id, name=name, longname=name,
+                           layer_type=type_from_ndim(name, len(e.shape)),
+                           shape=shape, dtype=e.dtype, loader=e.loader, groups=inferred_groups(shape))
+            layer_id += 1
+
+    return append_parts(walk(), parts, start_id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ Canonical tensor layout returned by ``load()`` (whatever the framework stored):
 * dense / embedding: 2-D ``(rows, cols)`` (orientation does not matter for the spectrum);
 * conv1d: 3-D ``(out_channels, in_channels, k)``;
 * conv2d: 4-D ``(out_channels, in_channels, kh, kw)``;
+* conv3d: 5-D ``(out_channels, in_channels, kd, kh, kw)``;
+* conv_transpose: ``(in_channels, out_channels, *kernel)`` as PyTorch stores it (each kernel
+  position's matrix is the transpose of the forward one: the spectrum is the same);
+* a grouped convolution keeps PyTorch's ``(out, in / groups, *kernel)`` and says ``groups``;
+* lstm / gru / rnn: one gate's 2-D matrix (input-to-hidden or hidden-to-hidden);
+* lora: the ``r x r`` core of a low-rank product ``B @ A`` (same non-zero singular values as
+  the product, see :func:`spectralwatch.matrices.low_rank_core`); ``shape`` is the product's;
 * norm / unknown: whatever the tensor is (these are never analysed).
 """
 
@@ -19,12 +26,16 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-__all__ = ["LayerRef", "Source", "LAYER_TYPES", "ANALYSABLE_TYPES"]
+__all__ = ["LayerRef", "Source", "LAYER_TYPES", "ANALYSABLE_TYPES", "CONV_TYPES"]
 
 #: every value the ``layer_type`` column can take
-LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "norm", "unknown")
+LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "conv3d", "conv_transpose", "lstm", "gru", "rnn",
+               "lora", "norm", "unknown")
 #: the layer types that carry a weight matrix to analyse
-ANALYSABLE_TYPES = ("dense", "conv1d", "conv2d", "embedding")
+ANALYSABLE_TYPES = ("dense", "conv1d", "conv2d", "embedding", "conv3d", "conv_transpose", "lstm", "gru", "rnn",
+                    "lora")
+#: the layer types whose tensor is sliced into one matrix per kernel position
+CONV_TYPES = ("conv1d", "conv2d", "conv3d", "conv_transpose")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,17 @@ class LayerRef:
     loader : callable
         ``loader() -> numpy.ndarray`` returning the tensor in the canonical layout, as float32 or
         float64 (half precision is widened losslessly to float32).
+    quant : str
+        How the stored values were quantised before being dequantised for the analysis, e.g.
+        ``'Q4_1'`` (GGUF), ``'int8 (DequantizeLinear)'`` (ONNX); ``''`` for plain floats.
+    groups : int
+        Convolution groups (1 for a dense convolution; the channel count for a depthwise one).
+    rank : int
+        A known bound on the rank (a LoRA product: ``r``), 0 when unknown; only that many
+        eigenvalues are computed.
+    skip : str
+        Why the source cannot analyse this candidate ('' when it can): the reason shown by
+        ``describe(..., skipped=True)`` and in ``Report.skipped``.
     """
 
     layer_id: int
@@ -57,6 +79,10 @@ class LayerRef:
     shape: tuple
     dtype: str
     loader: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    quant: str = ""
+    groups: int = 1
+    rank: int = 0
+    skip: str = ""
 
     def load(self) -> np.ndarray:
         """Read the tensor (canonical layout, float32 or float64)."""

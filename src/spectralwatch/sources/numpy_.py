@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import os
 import zipfile
 from collections.abc import Mapping
@@ -124,17 +126,8 @@ class NpzFileSource(StateDictLikeSource):
         return found
 
     def _loader(self, key: str):
-        path = self.path
-
-        def load() -> np.ndarray:
-            try:
-                with np.load(path, allow_pickle=False) as npz:
-                    arr = npz[key]
-            except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-                raise CorruptFileError(f"Cannot read array '{key}' of '{path}': {exc}") from exc
-            return widen_numpy(arr, copy=False)
-
-        return load
+        # picklable (see safetensors_._loader): workers read their own arrays from the file
+        return functools.partial(_load_npz_array, self.path, key)
 
     def entries(self) -> list[TensorEntry]:
         items = self._entries
@@ -142,3 +135,13 @@ class NpzFileSource(StateDictLikeSource):
         strip = bool(names) and all(n.startswith("module.") for n in names)
         return [TensorEntry(k[len("module."):] if strip else k, shape, dt, self._loader(k))
                 for k, shape, dt in items]
+
+
+def _load_npz_array(path, key: str) -> np.ndarray:
+    """Read one array of an ``.npz`` file (never unpickling anything)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arr = npz[key]
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise CorruptFileError(f"Cannot read array '{key}' of '{path}': {exc}") from exc
+    return widen_numpy(arr, copy=False)

@@ -9,6 +9,8 @@ Tensor order is the sorted key order, the order of ``safetensors.safe_open(...).
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -255,8 +257,9 @@ class SafetensorsFileSource(StateDictLikeSource):
         self._order = listed + [k for k in self._order if k not in seen]
 
     def _loader(self, t: SafetensorsTensor):
-        path = self.path
-        return lambda: read_safetensors_tensor(path, t)
+        # a partial of a module-level function: picklable, so a worker process or a Dask worker can
+        # read the tensor itself from the file (no weight crosses from the driver)
+        return functools.partial(read_safetensors_tensor, self.path, t)
 
     def entries(self) -> list[TensorEntry]:
         out = []

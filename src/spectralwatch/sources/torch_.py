@@ -18,11 +18,13 @@ from ._common import (ARRAY_START_ID, MODULE_START_ID, STATE_DICT_START_ID, Base
                       is_torch_tensor, mapping_entries, path_text, torch_dtype_name, torch_to_numpy,
                       unwrap_checkpoint)
 from .base import LayerRef
+from .fused import append_parts, packed_parts
 from .numpy_ import single_layer
 
 __all__ = ["TorchModuleSource", "TorchTensorSource", "TorchFileSource", "module_layer_type"]
 
-_REQUIRED_NDIM = {"dense": (2,), "embedding": (2,), "conv1d": (3,), "conv2d": (4,)}
+_REQUIRED_NDIM = {"dense": (2,), "embedding": (2,), "conv1d": (3,), "conv2d": (4,), "conv3d": (5,),
+                  "conv_transpose": (3, 4, 5)}
 
 
 def module_layer_type(module, weight) -> str:
@@ -37,6 +39,10 @@ def module_layer_type(module, weight) -> str:
     ndim = weight.dim()
     if isinstance(module, nn.Linear):
         the_type = "dense"
+    elif isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        the_type = "conv_transpose"
+    elif isinstance(module, nn.Conv3d):
+        the_type = "conv3d"
     elif isinstance(module, nn.Conv1d):
         the_type = "conv1d"
     elif isinstance(module, nn.Conv2d):
@@ -49,6 +55,10 @@ def module_layer_type(module, weight) -> str:
         cls = type(module).__name__.lower()
         if "linear" in cls:
             the_type = "dense"
+        elif "convtranspose" in cls:
+            the_type = "conv_transpose"
+        elif "conv3d" in cls:
+            the_type = "conv3d"
         elif "conv1d" in cls:
             the_type = "conv1d"
         elif "conv2d" in cls:
@@ -100,15 +110,22 @@ class TorchModuleSource(BaseSource):
         self.description = f"{type(model).__name__} (torch.nn.Module)"
 
     def layers(self) -> Iterator[LayerRef]:
+        parts: list[LayerRef] = []
+        return append_parts(self._walk(parts), parts, self._start_id)
+
+    def _walk(self, parts: list) -> Iterator[LayerRef]:
         layer_id = self._start_id
         for path, module in self._model.named_modules():
             weight = _weight_of(module)
+            name = path.split(".")[-1] if path else type(module).__name__
             if weight is not None:
-                name = path.split(".")[-1] if path else type(module).__name__
+                groups = getattr(module, "groups", 1)
                 yield LayerRef(layer_id=layer_id, name=name, longname=path,
                                layer_type=module_layer_type(module, weight),
                                shape=tuple(int(s) for s in weight.shape), dtype=torch_dtype_name(weight),
-                               loader=self._loader(module))
+                               loader=self._loader(module),
+                               groups=groups if isinstance(groups, int) and groups > 0 else 1)
+            parts.extend(_module_parts(module, path))
             layer_id += 1
 
     @staticmethod
@@ -120,6 +137,33 @@ class TorchModuleSource(BaseSource):
             return torch_to_numpy(weight)
 
         return load
+
+
+def _param_loader(module, pname: str):
+    def load():
+        return torch_to_numpy(getattr(module, pname))
+
+    return load
+
+
+def _module_parts(module, path: str) -> list[LayerRef]:
+    """Matrices a module holds besides ``.weight``: packed Q/K/V, recurrent gates (ids set later)."""
+    import torch
+
+    params = {n: p for n, p in module.named_parameters(recurse=False)
+              if isinstance(p, torch.Tensor) and n != "weight" and n.startswith(("weight_", "in_proj", "q_proj",
+                                                                                    "k_proj", "v_proj"))}
+    if not params:
+        return []
+    shapes = {n: tuple(int(s) for s in p.shape) for n, p in params.items()}
+    short = path.split(".")[-1] if path else ""
+    out = []
+    for pname, p in params.items():
+        name = f"{short}.{pname}" if short else pname
+        longname = f"{path}.{pname}" if path else pname
+        out.extend(packed_parts(pname, name, shapes[pname], torch_dtype_name(p), _param_loader(module, pname),
+                                shapes, longname=longname))
+    return out
 
 
 class TorchTensorSource(BaseSource):
