@@ -131,3 +131,13 @@ def test_dask_survives_a_killed_worker(tmp_path, dask_client):
     rows = _run(refs, executor=dask_client)
     assert os.path.exists(marker)
     assert len(rows) == 20 and all(r["status"] == "success" for r in rows)
+
+
+@pytest.mark.dask
+def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
+    from spectralwatch.cli import main
+
+    assert main(["analyze", str(npz_model), "--workers", "2", "--format", "csv"]) == 0
+    procs = capsys.readouterr().out
+    assert main(["analyze", str(npz_model), "--scheduler", dask_client.scheduler.address, "--format", "csv"]) == 0
+    assert capsys.readouterr().out == procs

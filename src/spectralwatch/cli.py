@@ -185,13 +185,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_workers(p) -> None:
-    if "workers" in inspect.signature(_analyze_func()).parameters:
-        p.add_argument("--workers", type=int, metavar="N", default=None,
-                       help="worker processes (default: automatic; 1: this process)")
+    p.add_argument("--workers", type=int, metavar="N", default=None,
+                   help="worker processes (default: automatic; 1: this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on a Dask cluster, e.g. tcp://host:8786 (workers read the files themselves)")
 
 
 def _workers(args) -> dict:
-    return {"workers": args.workers} if getattr(args, "workers", None) is not None else {}
+    kw = {}
+    if getattr(args, "workers", None) is not None:
+        kw["workers"] = args.workers
+    if getattr(args, "scheduler", None):
+        kw["executor"] = args.scheduler if "://" in args.scheduler else f"tcp://{args.scheduler}"
+    return kw
 
 
 def _add_output_options(p) -> None:
