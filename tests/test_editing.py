@@ -115,7 +115,9 @@ def test_file_hash_unchanged_after_every_command(tmp_path):
     smooth = spectralwatch.svd_smoothing(path, method="svd", percent=0.5, out=tmp_path / "s.safetensors")
     sharp = spectralwatch.svd_sharpness(path, rng=0, out=tmp_path / "h.safetensors")
     spectralwatch.svd_smoothing(path, method="detX", out=tmp_path / "d.safetensors")
-    spectralwatch.analyze(path, vectors=True)
+    spectralwatch.analyze(path, vectors=True, inverse=True)
+    spectralwatch.analyze(path, intra=True, rng=0)
+    spectralwatch.analyze(path, stacked=True)
     spectralwatch.distances(path, smooth.path, method="cka")
     WeightWatcher(model=path).SVDSmoothing(percent=0.5, method="svd", out=str(tmp_path / "w.safetensors"))
     assert sha(path) == before
