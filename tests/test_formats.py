@@ -356,3 +356,51 @@ def test_cli_sources_lists_the_formats(capsys):
     out = capsys.readouterr().out
     for name in ("gguf", "onnx", "keras file", "parameter tree", "flax.nnx.Module"):
         assert name in out
+
+
+def test_onnx_qlinear_conv_weight_is_dequantised_per_channel():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    q = rng.integers(-100, 100, size=(4, 3, 3, 3)).astype(np.int8)
+    scale = np.array([0.1, 0.2, 0.05, 0.01], np.float32)  # per output channel
+    zero = np.zeros(4, np.int8)
+    names = ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"]
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "xs"), numpy_helper.from_array(np.array(0, np.uint8), "xz"),
+             numpy_helper.from_array(q, "w"), numpy_helper.from_array(scale, "ws"), numpy_helper.from_array(zero, "wz"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "ys"), numpy_helper.from_array(np.array(0, np.uint8), "yz")]
+    graph = helper.make_graph([helper.make_node("QLinearConv", names, ["y"], name="qconv")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4, 6, 6])], inits)
+    refs = {r.longname: r for r in open_source(helper.make_model(graph)).layers()}
+    w = refs["w"]
+    assert (w.name, w.layer_type, w.quant) == ("qconv", "conv2d", "int8 (QLinearConv)")
+    np.testing.assert_allclose(w.load(), q.astype(np.float32) * scale[:, None, None, None], rtol=1e-6)
+
+
+def test_keras_subclassed_model_in_memory_and_on_disk(tmp_path):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(2)
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.emb = keras.layers.Embedding(30, 12)
+            self.conv = keras.layers.Conv2D(6, 3)
+            self.fc = keras.layers.Dense(9)
+
+        def call(self, x):
+            return self.fc(x)
+
+    model = Sub()
+    model.emb.build((None, 4))
+    model.conv.build((None, 8, 8, 3))
+    model.fc.build((None, 12))
+    mem = {r.name: r for r in open_source(model).layers()}
+    assert {n: (r.layer_type, r.shape) for n, r in mem.items()} == {
+        "embedding": ("embedding", (30, 12)), "conv2d": ("conv2d", (6, 3, 3, 3)), "dense": ("dense", (12, 9))}
+    model.save(str(tmp_path / "sub.keras"))
+    disk = {r.layer_type: r for r in open_source(tmp_path / "sub.keras").layers()}
+    for ref in mem.values():
+        np.testing.assert_array_equal(disk[ref.layer_type].load(), ref.load())

@@ -215,3 +215,38 @@ def test_all_minilm_as_a_folder_and_as_a_single_file():
     assert list(by_folder["name"]) == list(by_file["name"])
     assert list(by_file["layer_id"]) == list(by_folder["layer_id"] + 1)  # a file counts from 1, a folder from 0
     np.testing.assert_allclose(by_folder["alpha"], by_file["alpha"], rtol=1e-12)
+
+
+def test_large_safetensors_matrices_are_read_straight_into_float64(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    import spectralwatch.sources.safetensors_ as st
+
+    monkeypatch.setattr(st, "LARGE_MATRIX_BYTES", 1000)  # every matrix below is "large"
+    monkeypatch.setattr(st, "_CHUNK_BYTES", 4096)         # several blocks of rows each
+    rng = np.random.default_rng(9)
+    arrays = {"tall": rng.standard_normal((300, 40)).astype(np.float32),
+              "wide": rng.standard_normal((40, 300)).astype(np.float32),
+              "half": rng.standard_normal((50, 70)).astype(np.float16)}
+    save_file(arrays, str(tmp_path / "m.safetensors"))
+    for ref in open_source(tmp_path / "m.safetensors").layers():
+        W = ref.load()
+        assert W.dtype == np.float64
+        np.testing.assert_array_equal(W, arrays[ref.name].astype(np.float64))
+        tall = W if W.shape[0] >= W.shape[1] else W.T
+        assert tall.flags["C_CONTIGUOUS"]  # the analysis needs no further copy
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data)
+    ref = next(r for r in open_source(tmp_path / "cut.safetensors").layers() if r.name == "wide")
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])  # truncated after the header was read
+    with pytest.raises(Exception, match="could not be read completely|truncated"):
+        ref.load()
+
+
+def test_in_place_eigensolver_for_big_gram_matrices_gives_the_same_spectrum(monkeypatch):
+    import spectralwatch.spectrum as spectrum
+
+    W = np.random.default_rng(10).standard_normal((400, 150))
+    expected = spectralwatch.analyze(W).get_ESD(0)
+    monkeypatch.setattr(spectrum, "INPLACE_GRAM_BYTES", 1)  # every Gram matrix takes the in-place route
+    np.testing.assert_allclose(spectralwatch.analyze(W).get_ESD(0), expected, rtol=1e-12)

@@ -218,7 +218,8 @@ def test_randomize_columns_in_analyze_and_report():
     rand = rep.get_ESD("trap", random=True)
     assert rand.size == 100 and rand[-1] == d.loc["trap", "max_rand_eval"]
     assert rand.sum() == pytest.approx(rep.get_ESD("trap").sum(), rel=1e-10)  # shuffling keeps the norm
-    assert d.loc["clean", "ww_softrank"] == pytest.approx(d.loc["clean", "max_rand_eval"] / d.loc["clean", "lambda_max"])
+    clean = d.loc["clean"]
+    assert clean["ww_softrank"] == pytest.approx(clean["max_rand_eval"] / clean["lambda_max"])
     assert "_traps" not in rep.details.columns and "_rand_evals" not in rep.details.columns
     again = spectralwatch.analyze(model, randomize=True, rng=11).details
     np.testing.assert_array_equal(again["max_rand_eval"], rep.details["max_rand_eval"])
@@ -312,9 +313,12 @@ def test_synthetic_matrices_get_their_phase(method):
     assert dict(zip(d["name"], d["phase"])) == {name: name for name in mats}
 
 
-def test_phase_of_a_failed_mp_fit_is_empty():
+def test_no_phase_for_a_failed_fit_or_a_tiny_spectrum():
     fit = rmt.fit_marchenko_pastur(np.zeros(5), 2.0, 5)
     assert classify_phase(np.zeros(5), fit).label == ""
+    ev = evals_of(gaussian(100, 40, seed=0))
+    assert classify_phase(ev, rmt.fit_marchenko_pastur(ev, 2.5, 40)).label == ""  # 40 < 50 eigenvalues
+    assert classify_phase(ev, rmt.fit_marchenko_pastur(ev, 2.5, 40), min_evals=40).label == "random-like"
 
 
 # --------------------------------------------------------------------- truncated power law
@@ -361,14 +365,17 @@ def test_truncated_likelihood_is_maximised():
     """xmax='force' normalises on [xmin, xmax]: its maximum is at least the untruncated fit's value there."""
     from spectralwatch.distributions import fit_truncated_power_law, tpl_log_norm
 
-    x = np.sort(_tpl_sample(2.5, 0.05, 3000, seed=0))
-    tail = x[x >= 1.5]
-    free = fit_truncated_power_law(tail, 1.5)
-    forced = fit_truncated_power_law(tail, 1.5, xmax=tail[-1])
-    y = tail / 1.5
-    at_free = float(-free.alpha * np.log(y).sum() - free.Lambda * tail.sum()
-                    - tail.size * (tpl_log_norm(free.alpha, free.Lambda * 1.5, y[-1]) + np.log(1.5)))
-    assert forced.loglikelihood >= at_free - 1e-6
+    rng = np.random.default_rng(0)
+    x = rng.pareto(1.5, 400_000) + 1.0  # alpha = 2.5, thinned by e^(-0.05 (x - 1))
+    x = np.sort(x[rng.random(x.size) < np.exp(-0.05 * (x - 1.0))][:3000])
+    for xmin in (1.0, 1.661):
+        tail = x[x >= xmin]
+        free = fit_truncated_power_law(tail, xmin)
+        forced = fit_truncated_power_law(tail, xmin, xmax=tail[-1])
+        y = tail / xmin
+        at_free = float(-free.alpha * np.log(y).sum() - free.Lambda * tail.sum()
+                        - tail.size * (tpl_log_norm(free.alpha, free.Lambda * xmin, y[-1]) + np.log(xmin)))
+        assert forced.loglikelihood >= at_free - 1e-6, (xmin, forced, at_free)
 
 
 # ----------------------------------------------------------------- parity with the reference

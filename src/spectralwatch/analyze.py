@@ -73,8 +73,9 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
         Scale conv2d eigenvalues by 1/2 (pooled) or rf/2 (unpooled), like WeightWatcher.
     start_ids : int, optional
         First layer id (default: 0 for torch modules, 1 for state dicts and files).
-    fit : {'PL'}
-        Power-law fit of the ESD tail (``'TPL'`` arrives with the truncated power law).
+    fit : {'PL', 'TPL', 'E_TPL'}
+        Power-law fit of the ESD tail; ``'TPL'``: truncated power law (adds ``Lambda``) on the
+        tail the power-law scan chose; ``'E_TPL'``: the same with ``fix_fingers='xmin_peak'``.
     xmax : None, 'force' or int
         An int k drops the k largest eigenvalues before fitting.
     fix_fingers : {None, 'xmin_peak', 'clip_xmax'}

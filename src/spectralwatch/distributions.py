@@ -288,40 +288,55 @@ def _tpl_newton(mean_log, mean_y, ymax, n, lo, hi, max_iter):
         e_y = math.exp(lz[1] - lz[0]) if np.isfinite(lz[1]) else math.inf
         if e_y <= mean_y and lo < a_pl < hi:
             return a_pl, 0.0, "Lambda = 0: the power law is the maximum", 0
+    # Newton on (alpha, mu), where the likelihood is concave. On an untruncated tail mu = 0 has no
+    # finite likelihood when alpha <= 1, so a step that would cross it is replaced by the Newton step
+    # in (alpha, ln mu) (chain rule: exact gradient and Hessian), which approaches 0 multiplicatively.
+    untruncated = bool(np.isinf(ymax))
     a, mu = min(max(a_pl, lo), hi), 1.0 / mean_y
     cur = f(a, mu)
     message = f"no convergence in {max_iter} iterations"
+    it = 0
     for it in range(1, max_iter + 1):
         _, e_log, e_y, v_log, v_y, cov = _moments(a, mu, ymax)
         g = np.array([e_log - mean_log, e_y - mean_y])  # gradient of f (per point)
         H = -np.array([[v_log, cov], [cov, v_y]])
-        free = np.array([not ((a <= lo and g[0] < 0) or (a >= hi and g[0] > 0)), not (mu <= 0 and g[1] < 0)])
-        step = np.zeros(2)
-        if free.all():
-            det = H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]
-            if det != 0.0 and np.isfinite(det):
-                step = -np.array([H[1, 1] * g[0] - H[0, 1] * g[1], H[0, 0] * g[1] - H[1, 0] * g[0]]) / det
-            else:
-                step = g.copy()
-            if not (g @ step > 0):  # not an ascent direction (Hessian not negative definite numerically)
-                step = g / np.abs(np.diag(H)).clip(1e-300)
-        elif free.any():
-            j = int(np.flatnonzero(free)[0])
-            step[j] = -g[j] / H[j, j] if H[j, j] < 0 else g[j]
+        at_lo, at_hi = a <= lo + 1e-10, a >= hi - 1e-10
+        free = np.array([not ((at_lo and g[0] < 0) or (at_hi and g[0] > 0)),
+                         untruncated or not (mu <= 0 and g[1] < 0)])
+        step = _newton_step(g, H, free)
+        # a coordinate already on its bound that the joint step would push outside: fix it too
+        blocked = np.array([(at_lo and step[0] < 0) or (at_hi and step[0] > 0),
+                            not untruncated and mu <= 0 and step[1] < 0])
+        if (blocked & free).any():
+            free &= ~blocked
+            step = _newton_step(g, H, free)
         decrement = float(g @ step)
-        if decrement < 1e-13 or not free.any():
+        if decrement < 1e-17 or not free.any():
             message = "converged"
             break
-        t = 1.0
+        log_step = untruncated and step[1] < 0 and mu + step[1] <= 0.1 * mu
+        if log_step:
+            gl = np.array([g[0], mu * g[1]])
+            Hl = np.array([[H[0, 0], mu * H[0, 1]], [mu * H[0, 1], mu * mu * H[1, 1] + mu * g[1]]])
+            step = _newton_step(gl, Hl, free)
+        # shorten the whole step (the direction stays an ascent direction) to stay in the box
+        tt = 1.0
+        if step[0] < 0 and a + step[0] < lo:
+            tt = (a - lo) / -step[0]
+        elif step[0] > 0 and a + step[0] > hi:
+            tt = (hi - a) / step[0]
+        if log_step:
+            tt = min(tt, 5.0 / max(abs(step[1]), 1e-300))  # at most a factor e^5 on Lambda per step
+        elif step[1] < 0 and mu + step[1] < 0:
+            tt = min(tt, mu / -step[1])
         for _ in range(60):
-            na = min(max(a + t * step[0], lo), hi)
-            nmu = max(mu + t * step[1], 0.0)
-            if nmu == 0.0 and mu > 0 and step[1] < 0:  # keep the interior, approach the boundary geometrically
-                nmu = mu * 1e-3
+            na = min(max(a + tt * step[0], lo), hi)
+            na = lo if na < lo + 1e-10 else hi if na > hi - 1e-10 else na  # land exactly on a bound
+            nmu = mu * math.exp(tt * step[1]) if log_step else max(mu + tt * step[1], 0.0)
             new = f(na, nmu)
             if np.isfinite(new) and new >= cur - 1e-15 * abs(cur):
                 break
-            t *= 0.5
+            tt *= 0.5
         else:
             message = "line search failed"
             break
@@ -330,7 +345,26 @@ def _tpl_newton(mean_log, mean_y, ymax, n, lo, hi, max_iter):
         if change < 1e-12:
             message = "converged"
             break
+    if np.isfinite(f(a_pl, 0.0)) and f(a_pl, 0.0) > cur:  # safety net: never worse than the power law
+        return a_pl, 0.0, "Lambda = 0: the power law is the maximum", it
     return float(a), float(mu), message, it
+
+
+def _newton_step(g, H, free):
+    """Newton ascent step of a concave quadratic model on the ``free`` coordinates (others: 0)."""
+    step = np.zeros(2)
+    if free.all():
+        det = H[0, 0] * H[1, 1] - H[0, 1] * H[1, 0]
+        if det != 0.0 and np.isfinite(det):
+            step = -np.array([H[1, 1] * g[0] - H[0, 1] * g[1], H[0, 0] * g[1] - H[1, 0] * g[0]]) / det
+        else:
+            step = g.copy()
+        if not (g @ step > 0):  # not an ascent direction (Hessian not negative definite numerically)
+            step = g / np.abs(np.diag(H)).clip(1e-300)
+    elif free.any():
+        j = int(np.flatnonzero(free)[0])
+        step[j] = -g[j] / H[j, j] if H[j, j] < 0 else g[j]
+    return step
 
 
 def _pl_truncated_alpha(mean_log, ymax, lo, hi):

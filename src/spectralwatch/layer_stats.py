@@ -133,11 +133,6 @@ def fit_kwargs(options) -> dict:
     return {}
 
 
-def wanted(options) -> bool:
-    """Whether any statistics column is asked for."""
-    return bool(getattr(options, "fit_quality", False) or getattr(options, "farms", False))
-
-
 # --------------------------------------------------------------------------------------------
 # columns of one layer
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ nothing outside), **bleeding-out** (a little eigenmass leaks just past the bulk 
 
 The paper describes the phases by eye; :func:`classify_phase` makes one operational rule of it,
 from the Marchenko-Pastur fit (:mod:`spectralwatch.rmt`), the power-law alpha and the rank loss,
-applied in this order (the first that matches wins):
+applied in this order (the first that matches wins). Spectra of fewer than ``PHASE_MIN_EVALS``
+(50) eigenvalues get no label (``''``): without a bulk of some size the MP picture, its edge and
+its Tracy-Widom margin are noise (a depthwise convolution's 9 "eigenvalues", say).
 
 1. ``rank-collapse``: at least ``RANK_COLLAPSE_FRACTION`` (10%) of the eigenvalues are
    numerically zero (``rank_loss / num_evals``). A random matrix has none: the MP law has no
@@ -34,10 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PHASES", "Phase", "classify_phase", "RANK_COLLAPSE_FRACTION", "SEPARATION",
+__all__ = ["PHASES", "Phase", "classify_phase", "PHASE_MIN_EVALS", "RANK_COLLAPSE_FRACTION", "SEPARATION",
            "HEAVY_TAILED_ALPHA", "BLEEDING_RATIO"]
 
 PHASES = ("random-like", "bleeding-out", "bulk+spikes", "bulk-decay", "heavy-tailed", "rank-collapse")
+#: fewest eigenvalues for which a phase is given
+PHASE_MIN_EVALS = 50
 #: fraction of numerically-zero eigenvalues from which a layer is rank-collapsed
 RANK_COLLAPSE_FRACTION = 0.10
 #: smallest gap (as a fraction of the bulk edge) between the bulk and its spikes for bulk+spikes
@@ -55,7 +59,8 @@ class Phase:
     Attributes
     ----------
     label : str
-        One of :data:`PHASES`, or ``''`` when no Marchenko-Pastur fit was possible.
+        One of :data:`PHASES`, or ``''`` for fewer than ``min_evals`` eigenvalues or when no
+        Marchenko-Pastur fit was possible.
     reason : str
         The rule that fired, in words.
     num_spikes : int
@@ -76,7 +81,8 @@ class Phase:
     zero_fraction: float
 
 
-def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0) -> Phase:
+def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0,
+                   min_evals: int = PHASE_MIN_EVALS) -> Phase:
     """Phase of training of one layer (rule in the module docstring).
 
     Parameters
@@ -89,6 +95,8 @@ def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0
         Power-law exponent of the tail; NaN (or <= 0) when the fit failed.
     rank_loss : int
         Numerically-zero singular values (the ``rank_loss`` column).
+    min_evals : int
+        Fewest eigenvalues for a label.
 
     Examples
     --------
@@ -106,6 +114,8 @@ def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0
     gap = float("nan")
     if mp.status != "success":
         return Phase("", f"no Marchenko-Pastur fit: {mp.message}", k, frac, gap, zero_fraction)
+    if x.size < min_evals:
+        return Phase("", f"{x.size} eigenvalues < {min_evals}: too few for a phase", k, frac, gap, zero_fraction)
     if k > 0 and k < x.size:
         gap = float((x[x.size - k] - x[x.size - k - 1]) / mp.bulk_max)
 

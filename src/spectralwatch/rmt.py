@@ -273,14 +273,15 @@ def _linear_kde(data: np.ndarray, grid: np.ndarray, h: float) -> np.ndarray:
     return np.clip(dens, 0.0, None)
 
 
-def _ww_objective(sigma, xde, yde, Q, peak_x, n_all) -> float:
+def _ww_objective(sigma, xde, yde, Q, peak_x) -> float:
     """Sum of squared residuals of WeightWatcher's density fit at ``sigma`` (an array of one value)."""
     s = float(np.asarray(sigma).ravel()[0])
     if Q == 1:
         with np.errstate(invalid="ignore"):
             model = np.nan_to_num(np.sqrt(4.0 - xde ** 2) / (np.pi * s * s))
     else:
-        a, b = marchenko_pastur_edges(Q, s)
+        r = np.sqrt(1.0 / Q)  # this form, not 1/sqrt(Q): the penalty's edges, to the last bit
+        a, b = (s * (1.0 - r)) ** 2, (s * (1.0 + r)) ** 2
         if b < peak_x or b > xde[-1] or a > peak_x:
             return _WW_PENALTY ** 2 * xde.size
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -298,8 +299,8 @@ def _fit_sigma_ww(x: np.ndarray, Q: float) -> float:
     keep = dens > _WW_DENSITY_FLOOR
     xde, yde = grid[keep], dens[keep]
     peak_x = float(xde[np.argmax(yde)])
-    args = (xde, yde, Q, peak_x, data.size)
-    s0 = float(np.sqrt(x.max()) / (1.0 + 1.0 / np.sqrt(Q)))
+    args = (xde, yde, Q, peak_x)
+    s0 = float(np.sqrt(x.max() / (1.0 + 1.0 / np.sqrt(Q)) ** 2))
     start, stop, step = (c * s0 for c in _WW_GRID)
     sigmas = np.mgrid[slice(start, stop, step)]
     values = np.array([_ww_objective(np.array([s]), *args) for s in sigmas])
@@ -385,7 +386,7 @@ def detx_constraint(evals) -> DetX:
     With :math:`\lambda'` rescaled to mean 1 and sorted descending,
     :math:`k = \min\{k : \sum_{j \le k} \ln \lambda'_j < 0\}` (log-sums: no overflow).
     Since the geometric mean is at most the arithmetic mean (1), :math:`k \le n` always exists.
-    The Exact Renormalization Group condition of Martin & Mahoney (HTSR-ERG; "SETOL", 2025)
+    The Exact Renormalization Group condition of the SETOL theory (Martin & Hinrichs, 2025)
     says a well-trained layer has :math:`k` close to the power-law tail size ``num_pl_spikes``.
 
     Returns ``DetX(0, nan, nan)`` for fewer than 2 eigenvalues or a constant spectrum.

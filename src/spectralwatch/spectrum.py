@@ -134,6 +134,24 @@ def gram_matrix(W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+#: Gram matrices at least this big are diagonalised in place (numpy's eigvalsh copies its input)
+INPLACE_GRAM_BYTES = 1 << 26
+
+
+def _gram_evals(gram: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a stack of Gram matrices; big ones overwritten in place by LAPACK ``syevd``.
+
+    A Gram matrix is symmetric, so its C-ordered buffer is also the Fortran-ordered one LAPACK
+    works in: no copy of an ``M x M`` matrix that may be as large as the layer itself.
+    """
+    if gram[0].nbytes < INPLACE_GRAM_BYTES:
+        return np.linalg.eigvalsh(gram)
+    from scipy.linalg import eigh
+
+    return np.stack([eigh(g.T, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evd")
+                     for g in gram])
+
+
 def _svd_evals(W: np.ndarray) -> np.ndarray:
     import scipy.linalg  # imported on first use: keeps `import spectralwatch` fast
 
@@ -179,7 +197,7 @@ def layer_spectrum(mats: LayerMatrices, *, method: str = "auto",
             gram = np.empty((stack.shape[0], stack.shape[2], stack.shape[2]))
             for i, W in enumerate(stack):
                 gram_matrix(W, out=gram[i])
-            evals = np.linalg.eigvalsh(gram)
+            evals = _gram_evals(gram)
             route = "gram"
             if method == "auto":
                 scaled_thresholds = tuple(t / scale for t in thresholds)

@@ -341,7 +341,9 @@ class _H5Walker:
             name = self._name(key, item)
             cls, cfg = self.configs.get(name, ("", {}))
             if not cls or (parent_cls and key in ("cell", "query_dense", "key_dense", "value_dense", "output_dense")):
-                cls = _RNN_PARENTS.get(parent_cls) if key == "cell" else (_group_class(key) or cls)
+                # no config entry (a subclassed model): Keras names groups and layers after the class
+                cls = _RNN_PARENTS.get(parent_cls) if key == "cell" else (_group_class(key) or cls
+                                                                            or _group_class(name))
             yield _Layer(path + (name,), cls or "", dict(cfg), self._weights(item, cls or "", key), parent_cls)
             yield from self.layers(item, path + (name,), cls or "")
 

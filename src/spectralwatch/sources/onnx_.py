@@ -135,7 +135,7 @@ class _Weight:
             _, s, z = _QLINEAR[op]
             ins = list(node.input) + [""] * 9
             self.quant_from = (ins[s] if s is not None else "", ins[z], 0 if "Conv" in op else 1, op)
-            op = "Conv" if "Conv" in op else "MatMul"
+            op, k = ("Conv" if "Conv" in op else "MatMul"), 1
         if op in ("MatMul", "Gemm") and len(shape) == 2 and k in (0, 1):
             self.layer_type = "dense"
             self.transpose = op == "Gemm" and k == 1 and not _attr(node, "transB", 0)

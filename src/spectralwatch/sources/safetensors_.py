@@ -192,6 +192,35 @@ def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
     return metadata, tensors
 
 
+#: 2-D float matrices larger than this are read straight into float64, a block of rows at a time
+LARGE_MATRIX_BYTES = 1 << 26
+_CHUNK_BYTES = 1 << 24
+
+
+def _read_large_matrix(path: str, t: SafetensorsTensor, spec: _DType) -> np.ndarray:
+    """A big 2-D float tensor as float64, laid out so that its tall orientation is C-contiguous.
+
+    The analysis turns every matrix into a tall float64 one (``N >= M``); reading into that layout
+    directly, block by block, means the float32 tensor and its float64 copy never coexist (peak:
+    the float64 matrix plus one block instead of both whole tensors).
+    """
+    rows, cols = t.shape
+    storage = np.dtype(spec.storage)
+    out = np.empty((rows, cols)) if rows >= cols else np.empty((cols, rows)).T
+    step = max(1, _CHUNK_BYTES // max(1, cols * storage.itemsize))
+    with open(path, "rb") as fh:
+        fh.seek(t.start)
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            buf = np.empty((r1 - r0) * cols, dtype=storage)
+            if fh.readinto(memoryview(buf).cast("B")) != buf.nbytes:
+                raise _corrupt(path, f"tensor '{t.key}' could not be read completely (the file changed or is "
+                                     "truncated)")
+            block = spec.convert(buf) if spec.convert is not None else buf
+            out[r0:r1] = block.reshape(r1 - r0, cols)
+    return out
+
+
 def read_safetensors_tensor(path: str, t: SafetensorsTensor) -> np.ndarray:
     """Read one tensor (and only it) as float32/float64 numpy."""
     spec = _DTYPES.get(t.dtype)
@@ -199,6 +228,9 @@ def read_safetensors_tensor(path: str, t: SafetensorsTensor) -> np.ndarray:
         raise NotYetSupportedError(
             f"Tensor '{t.key}' of '{path}' is stored as {t.dtype}, which spectralwatch cannot decode yet."
         )
+    if (len(t.shape) == 2 and t.nbytes > LARGE_MATRIX_BYTES and min(t.shape) > 0
+            and (np.dtype(spec.storage).kind == "f" or spec.convert is not None)):
+        return _read_large_matrix(path, t, spec)
     storage = np.dtype(spec.storage)
     count = t.nbytes // storage.itemsize
     buf = np.empty(count, dtype=storage)
