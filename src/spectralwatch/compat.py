@@ -52,13 +52,15 @@ class WeightWatcher:
     def analyze(self, model=None, layers=None, **options):
         """Analyse the model; returns the details DataFrame (``self.report`` keeps the full Report).
 
-        Accepts WeightWatcher 0.7.7's keywords. A model with no analysable layer gives an empty
+        Accepts WeightWatcher 0.7.7's keywords; ``mp_fit_method`` defaults to ``'ww'`` (the reference's procedure). A model with no analysable layer gives an empty
         DataFrame and a ``UserWarning`` that says why (the reference logs "No layers found").
         """
         model = self._model(model)
         if self.base_model is not None:
             options.setdefault("base_model", self.base_model)
         run_kw = {k: options.pop(k) for k in ("progress", "workers", "executor") if k in options}
+        # the drop-in reproduces the reference's numbers: its Marchenko-Pastur fitting procedure
+        options.setdefault("mp_fit_method", "ww")
         opts = make_options("analyze", layers=layers, **options)
         try:
             self.report = _run(model, opts, **run_kw)

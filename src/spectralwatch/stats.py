@@ -52,7 +52,7 @@ FEW_TAIL = 16  # below this the relative standard error of alpha - 1, 1/sqrt(n_t
 STABLE_FRACTION = 2.0 / 3.0  # a replicate "keeps" xmin when its tail keeps >= 2/3 of the values
 UNSTABLE_XMIN = 0.5  # flag when fewer than half of the replicates keep it
 
-_DENSE_MAX_N = 48  # rows up to this length: every candidate's D is computed
+_DENSE_MAX_N = 128  # rows up to this length: every candidate's D, as one broadcast (B, n, n) block
 _LEVELS = (8,)  # sampled tail positions of the lower bound (finer levels measured slower: exact is cheap)
 _SEED = 8  # candidates per row evaluated exactly in the first round, x4 each round
 _CHUNK = 1 << 16  # elements per 2-D block of exact evaluation
@@ -112,6 +112,37 @@ def _exact_pairs(logd, alphas, rows, cands, F=None):
         out[sel] = block.max(axis=1)
         start = stop
     return out
+
+
+def _dense(logd, alphas, valid, D, F=None):
+    """Exact D of every valid candidate of every row, by broadcasting (no gathers), in row chunks.
+
+    Entry ``[b, i, j]`` is the KS term of candidate ``i`` at tail position ``j >= i``; the same
+    operations in the same order as :func:`_exact_pairs`, so the values are bit-identical.
+    """
+    B, n = logd.shape
+    m = n - 1
+    j = np.arange(n)
+    k = (j[None, :] - j[:m, None]).astype(np.float64)  # k = j - i
+    keep = k >= 0
+    kt = k / (n - j[:m]).astype(np.float64)[:, None]
+    step = max(1, (1 << 21) // (m * n))
+    for start in range(0, B, step):
+        sl = slice(start, min(B, start + step))
+        block = logd[sl, None, :] - logd[sl, :m, None]
+        block *= (1.0 - alphas[sl])[:, :, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.exp(block, out=block)
+        np.subtract(1.0, block, out=block)
+        block -= kt
+        np.abs(block, out=block)
+        if F is None:
+            block[:, ~keep] = 0.0
+        else:  # with merged ties only first occurrences are points of the empirical CDF
+            block[~(keep & (F[sl, None, :] == j))] = 0.0
+        vals = block.max(axis=2)
+        v = valid[sl]
+        D[sl][v] = vals[v]
 
 
 def _bound_pairs(logd, alphas, rows, cands, samples, F=None):
@@ -205,9 +236,11 @@ def batch_scan(X, *, window=None, index=None, merge=False, full=False) -> BatchS
         valid = cand & (alphas > 1.0)
     D = np.where(cand, 1.0, np.nan)  # invalid candidates: D = 1, like the one-sample scan
     pruned = None
-    if n <= _DENSE_MAX_N or small or index is not None:
+    if index is not None:
         rows, cands = np.nonzero(valid)
         D[rows, cands] = _exact_pairs(logd, alphas, rows, cands, F)
+    elif n <= _DENSE_MAX_N or small:
+        _dense(logd, alphas, valid, D, F)
     else:
         done = _bounded(logd, alphas, valid, D, F)
         pruned = valid & ~done
