@@ -52,7 +52,7 @@ FEW_TAIL = 16  # below this the relative standard error of alpha - 1, 1/sqrt(n_t
 STABLE_FRACTION = 2.0 / 3.0  # a replicate "keeps" xmin when its tail keeps >= 2/3 of the values
 UNSTABLE_XMIN = 0.5  # flag when fewer than half of the replicates keep it
 
-_DENSE_MAX_N = 128  # rows up to this length: every candidate's D, as one broadcast (B, n, n) block
+_DENSE_MAX_N = 40  # rows up to this length: every candidate's D, as one broadcast (B, n, n) block (measured faster)
 _LEVELS = (8,)  # sampled tail positions of the lower bound (finer levels measured slower: exact is cheap)
 _SEED = 8  # candidates per row evaluated exactly in the first round, x4 each round
 _CHUNK = 1 << 16  # elements per 2-D block of exact evaluation
