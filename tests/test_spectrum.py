@@ -120,16 +120,17 @@ def test_matrix_rank_rule_matches_numpy():
 def test_blocked_gram_is_exact_and_thread_count_independent():
     from spectralwatch.spectrum import _one_blas_thread, gram_matrix, set_gram_threads, gram_threads
 
-    W = np.random.default_rng(9).standard_normal((1200, 1100))  # > GRAM_BLOCK: the blocked path
-    saved = gram_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            set_gram_threads(threads)
-            with _one_blas_thread():
-                results.append(gram_matrix(W))
-    finally:
-        set_gram_threads(saved)
-    assert all(np.array_equal(results[0], r) for r in results[1:])
-    np.testing.assert_allclose(results[0], W.T @ W, rtol=0, atol=1e-12 * np.abs(results[0]).max())
-    assert np.array_equal(results[0], results[0].T)
+    rng = np.random.default_rng(9)
+    # > GRAM_BLOCK columns: the blocked path; a tall narrow matrix: the row-chunk path
+    for W in (rng.standard_normal((1200, 1100)), rng.standard_normal((20000, 200))):
+        saved = gram_threads()
+        try:
+            results = []
+            for threads in (1, 2, 3):
+                set_gram_threads(threads)
+                with _one_blas_thread():
+                    results.append(gram_matrix(W))
+        finally:
+            set_gram_threads(saved)
+        assert all(np.array_equal(results[0], r) for r in results[1:])
+        np.testing.assert_allclose(results[0], W.T @ W, rtol=0, atol=1e-12 * np.abs(results[0]).max())

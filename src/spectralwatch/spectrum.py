@@ -82,6 +82,8 @@ def _one_blas_thread():
 
 #: column block of the threaded Gram product; fixed, so the result never depends on thread count
 GRAM_BLOCK = 512
+#: row chunk of the threaded Gram product of tall, narrow matrices (also fixed)
+GRAM_ROWS = 4096
 _THREADS = []
 
 
@@ -103,19 +105,34 @@ def set_gram_threads(n: int) -> None:
 def gram_matrix(W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``W^T W`` in float64, bit-identical whatever the number of threads.
 
-    Small matrices: one single-threaded BLAS ``syrk`` call. Large ones: the upper block triangle
+    Small matrices: one single-threaded BLAS ``syrk`` call. Tall narrow ones (``M <= GRAM_BLOCK``):
+    the sum, in a fixed order, of the partial Grams of ``GRAM_ROWS``-row chunks computed in parallel.
+    Wide ones: the upper block triangle
     of ``GRAM_BLOCK``-column blocks, each block one single-threaded BLAS call, the blocks spread
     over :func:`gram_threads` Python threads (BLAS releases the GIL). Each entry is computed by one
     call of fixed shape, so the bits do not depend on how many threads ran the blocks.
     Call it inside :func:`_one_blas_thread`.
     """
-    M = W.shape[1]
+    N, M = W.shape
     if out is None:
         out = np.empty((M, M))
-    if M <= GRAM_BLOCK or W.shape[0] * M * M < 2e8:  # never depends on the thread count
+    if W.shape[0] * M * M < 2e8:  # never depends on the thread count
         np.matmul(W.T, W, out=out)
         return out
     from concurrent.futures import ThreadPoolExecutor
+
+    if M <= GRAM_BLOCK:
+        if N < 2 * GRAM_ROWS:
+            np.matmul(W.T, W, out=out)
+            return out
+        # a tall matrix (a vocabulary embedding): partial Grams of fixed row chunks, summed in order
+        chunks = [W[i:i + GRAM_ROWS] for i in range(0, N, GRAM_ROWS)]
+        with ThreadPoolExecutor(max_workers=gram_threads()) as pool:
+            parts = list(pool.map(lambda c: c.T @ c, chunks))
+        out[...] = parts[0]
+        for part in parts[1:]:
+            out += part
+        return out
 
     edges = list(range(0, M, GRAM_BLOCK)) + [M]
     blocks = [(a, b, c, d) for i, (a, b) in enumerate(zip(edges, edges[1:]))
