@@ -29,7 +29,7 @@ from .layer import LayerResult, analyze_layer, failed_result
 __all__ = ["resolve_executor", "run_layers", "auto_workers"]
 
 _MAX_REF_BYTES = 1 << 16  # a picklable tensor reference larger than this is not a file reference
-_AUTO_MIN_FLOPS = 2e10  # below ~1.5 s of linear algebra a process pool costs more than it saves
+_AUTO_MIN_FLOPS = 1e10  # below ~0.3 s of linear algebra a process pool costs more than it saves
 
 
 def _blas_limit(threads: int) -> None:
