@@ -6,6 +6,7 @@ Nothing here imports torch at module level: torch objects are recognised through
 
 from __future__ import annotations
 
+import abc
 import numbers
 import os
 import sys
@@ -276,7 +277,7 @@ def path_text(path) -> str:
     return os.fspath(path) if not isinstance(path, bytes) else path.decode(errors="replace")
 
 
-class BaseSource:
+class BaseSource(abc.ABC):
     """Common behaviour of the sources: ``format``, ``description``, ``layers()``."""
 
     #: registry fields (overridden by each source class)
@@ -295,8 +296,9 @@ class BaseSource:
     def can_open(cls, obj) -> bool:  # pragma: no cover - overridden
         return False
 
-    def layers(self) -> Iterator[LayerRef]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def layers(self) -> Iterator[LayerRef]:
+        """The candidate layers, in model order (each source defines it)."""
 
     def __iter__(self) -> Iterator[LayerRef]:
         return self.layers()
@@ -310,8 +312,9 @@ class StateDictLikeSource(BaseSource):
 
     _start_id: int = STATE_DICT_START_ID
 
-    def entries(self) -> list[TensorEntry]:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def entries(self) -> list[TensorEntry]:
+        """The named tensors, in order (each state-dict-like source defines it)."""
 
     def layers(self) -> Iterator[LayerRef]:
         return number_entries(self.entries(), self._start_id)
