@@ -17,6 +17,8 @@ from html import escape
 
 import numpy as np
 
+from ._textout import fmt_value
+
 __all__ = ["report_html", "TABLE_COLUMNS", "FIT_COLUMNS", "reading", "tail_class"]
 
 #: columns of the layer table (those present in the report; optional analyses add theirs)
@@ -54,18 +56,10 @@ def tail_class(alpha) -> tuple[str, str]:
 
 
 def _fmt(v) -> str:
-    if v is None:
+    """A cell of the report: as in the text table, with non-finite numbers left blank."""
+    if isinstance(v, (float, np.floating)) and not math.isfinite(float(v)):
         return ""
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        if not math.isfinite(float(v)):
-            return ""
-        a = abs(float(v))
-        return f"{v:.3f}" if (a == 0 or 1e-3 <= a < 1e5) else f"{v:.3g}"
-    return str(v)
+    return fmt_value(v)
 
 
 def reading(report) -> list:

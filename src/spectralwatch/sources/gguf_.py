@@ -27,7 +27,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import CorruptFileError, UnknownFormatError
-from ._common import STATE_DICT_START_ID, BaseSource, check_start_id, path_text
+from ._common import STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
 from .base import LayerRef
 from .fused import append_parts
 
@@ -49,13 +49,7 @@ def gguf_layer_type(name: str, ndim: int) -> str:
         if last in ("token_embd", "pos_embd", "token_types") or "embd" in last:
             return "embedding"
         return "dense"
-    if ndim == 3:
-        return "conv1d"
-    if ndim == 4:
-        return "conv2d"
-    if ndim == 5:
-        return "conv3d"
-    return "unknown"
+    return type_from_ndim(name, ndim)  # conv1d / conv2d / conv3d / unknown: the state-dict rule
 
 
 def _corrupt(path: str, problem: str) -> CorruptFileError:
