@@ -134,3 +134,39 @@ def test_blocked_gram_is_exact_and_thread_count_independent():
             set_gram_threads(saved)
         assert all(np.array_equal(results[0], r) for r in results[1:])
         np.testing.assert_allclose(results[0], W.T @ W, rtol=0, atol=1e-12 * np.abs(results[0]).max())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (400, 150), (150, 400), (3000, 64)])
+def test_gil_free_eigensolver_is_bit_identical_to_numpy(shape):
+    from spectralwatch._lapack import eigvalsh_inplace, nogil_available
+    from spectralwatch.spectrum import _one_blas_thread, gram_matrix
+
+    W = np.random.default_rng(sum(shape)).standard_normal(shape)
+    W = W if W.shape[0] >= W.shape[1] else W.T
+    with _one_blas_thread():
+        g = gram_matrix(W)
+        want = np.linalg.eigvalsh(g)
+        got = eigvalsh_inplace(g[None].copy())[0]
+    np.testing.assert_array_equal(got, want)
+    import numpy
+
+    if numpy.__version__ >= "2" and "openblas" in str(numpy.show_config(mode="dicts")).lower():
+        assert nogil_available()  # numpy's PyPI wheels: the ctypes route is taken, not the fallback
+
+
+def test_eigensolver_falls_back_to_numpy_when_the_binding_is_unavailable(monkeypatch):
+    import spectralwatch._lapack as lapack
+
+    monkeypatch.setitem(lapack._STATE, "func", None)
+    assert not lapack.nogil_available()
+    g = np.random.default_rng(1).standard_normal((30, 12))
+    g = g.T @ g
+    np.testing.assert_array_equal(lapack.eigvalsh_inplace(g[None].copy())[0], np.linalg.eigvalsh(g))
+
+
+def test_eigensolver_reports_non_convergence_as_linalg_error():
+    from spectralwatch._lapack import eigvalsh_inplace
+
+    g = np.full((1, 4, 4), np.nan)
+    with pytest.raises(np.linalg.LinAlgError):
+        eigvalsh_inplace(g)

@@ -1,4 +1,4 @@
-"""Where layers are analysed: in this process, in a local process pool, or on a Dask cluster.
+"""Where layers are analysed: in this process (one thread or several), a process pool, or Dask.
 
 Every executor runs the same pure per-layer function (:func:`spectralwatch.layer.analyze_layer`)
 and yields results in model order, so the table is identical whichever runs it. Tasks carry a
@@ -6,6 +6,12 @@ and yields results in model order, so the table is identical whichever runs it. 
 tensor's name and byte range, a few hundred bytes): the worker reads it itself, so no weight
 crosses from the driver. Tensors that exist only in the driver's memory (a torch module, a dict
 of arrays) are read by the driver and shipped one at a time.
+
+Threads are the default way to use several cores: every heavy step of a layer (reading, the Gram
+product, the eigensolver called through :mod:`spectralwatch._lapack`) releases the GIL, and
+threads cost nothing to start and share the driver's memory. Processes isolate layers from each
+other (a worker killed by the out-of-memory killer costs one layer) and also run the Python parts
+of the fit side by side.
 
 At most ``2 x workers`` tasks are in flight, so the driver never holds more than a few tensors.
 A worker process that dies (killed, out of memory) costs only its layer: the pool is rebuilt and
@@ -64,6 +70,18 @@ def auto_workers(tasks: list) -> int:
     return min(cores, len(tasks))
 
 
+def _auto_kind(tasks: list, workers):
+    """The executor chosen by ``executor=None``: threads when the eigensolver runs without the GIL,
+    else a process pool when the linear algebra pays for starting it."""
+    from ._lapack import nogil_available
+
+    if nogil_available():
+        n = workers if workers else min(_cpu_count(), len(tasks))
+        return ("threads", n) if n > 1 and len(tasks) > 1 else ("serial", 1)
+    n = workers if workers else auto_workers(tasks)
+    return ("processes", n) if n > 1 else ("serial", 1)
+
+
 def _payload(ref):
     """What to send to a worker: the reference itself if it points into a file, else the tensor."""
     try:
@@ -89,12 +107,15 @@ def resolve_executor(executor, workers):
         return ("serial", 1)
     if executor == "processes":
         return ("processes", workers)
+    if executor == "threads":
+        return ("threads", workers)
     if isinstance(executor, str) and executor.startswith(("dask://", "tcp://", "tls://", "inproc://")):
         return ("dask", executor.replace("dask://", "tcp://", 1))
     if type(executor).__module__.startswith("distributed") and hasattr(executor, "submit"):
         return ("dask", executor)
     raise InvalidParameterError(
-        "The 'executor' parameter of analyze must be None, 'serial', 'processes', a dask distributed.Client "
+        "The 'executor' parameter of analyze must be None, 'serial', 'threads', 'processes', a dask "
+        "distributed.Client "
         f"or a scheduler address 'dask://host:port'. Got {executor!r}.")
 
 
@@ -102,8 +123,13 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
     """Yield ``(ref, results)`` for each ``(ref, geometry)`` task, in task order."""
     kind, detail = resolve_executor(executor, workers)
     if kind == "auto":
-        n = detail if detail else auto_workers(tasks)
-        kind, detail = ("processes", n) if n > 1 else ("serial", 1)
+        kind, detail = _auto_kind(tasks, detail)
+    if kind == "threads":
+        n = detail or _cpu_count()
+        if n > 1 and len(tasks) > 1:
+            yield from _run_threads(tasks, options, min(n, len(tasks)))
+            return
+        kind = "serial"
     if kind == "processes":
         n = detail or _cpu_count()
         if n > 1 and len(tasks) > 1:
@@ -115,6 +141,35 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
         return
     for ref, geometry in tasks:
         yield ref, analyze_layer(ref, options, geometry)
+
+
+def _run_threads(tasks: list, options, n: int) -> Iterator[tuple]:
+    """Layers side by side in ``n`` threads of this process, results in task order.
+
+    BLAS stays on one thread per call for the whole run (bit-identical results, no
+    oversubscription); a large Gram product may still use ``cores // n`` threads of its own.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .spectrum import _one_blas_thread, gram_threads, set_gram_threads
+
+    saved = gram_threads()
+    pending: deque = deque()
+    with _one_blas_thread(), ThreadPoolExecutor(max_workers=n, thread_name_prefix="spectralwatch") as pool:
+        set_gram_threads(max(1, _cpu_count() // n))
+        try:
+            nxt = 0
+            while nxt < len(tasks) or pending:
+                while nxt < len(tasks) and len(pending) < 2 * n:
+                    ref, geometry = tasks[nxt]
+                    pending.append((ref, pool.submit(analyze_layer, ref, options, geometry)))
+                    nxt += 1
+                ref, future = pending.popleft()
+                yield ref, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
+            set_gram_threads(saved)
 
 
 def _new_pool(n: int):

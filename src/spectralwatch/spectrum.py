@@ -151,22 +151,16 @@ def gram_matrix(W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-#: Gram matrices at least this big are diagonalised in place (numpy's eigvalsh copies its input)
-INPLACE_GRAM_BYTES = 1 << 26
-
-
 def _gram_evals(gram: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a stack of Gram matrices; big ones overwritten in place by LAPACK ``syevd``.
+    """Eigenvalues of a stack of Gram matrices, overwritten in place by LAPACK ``syevd``.
 
     A Gram matrix is symmetric, so its C-ordered buffer is also the Fortran-ordered one LAPACK
-    works in: no copy of an ``M x M`` matrix that may be as large as the layer itself.
+    works in: no copy of an ``M x M`` matrix that may be as large as the layer itself. The call
+    releases the GIL (:mod:`spectralwatch._lapack`), so layers analysed in threads run side by side.
     """
-    if gram[0].nbytes < INPLACE_GRAM_BYTES:
-        return np.linalg.eigvalsh(gram)
-    from scipy.linalg import eigh
+    from ._lapack import eigvalsh_inplace
 
-    return np.stack([eigh(g.T, eigvals_only=True, overwrite_a=True, check_finite=False, driver="evd")
-                     for g in gram])
+    return eigvalsh_inplace(gram)
 
 
 def _svd_evals(W: np.ndarray) -> np.ndarray:
