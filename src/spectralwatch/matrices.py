@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["LayerMatrices", "layer_matrices", "matrix_geometry", "low_rank_core", "NonFiniteWeightsError",
-           "GROUPED_CONV"]
+           "SpectrumRangeError", "check_spectrum_range", "GROUPED_CONV"]
 
 #: treatments of grouped / depthwise convolutions (see the module docstring)
 GROUPED_CONV = ("reference", "block")
@@ -40,6 +40,57 @@ _CONV_TYPES = ("conv1d", "conv2d", "conv3d", "conv_transpose")
 
 class NonFiniteWeightsError(ValueError):
     """The weight tensor holds NaN or Inf values; its spectrum is undefined."""
+
+
+class SpectrumRangeError(NonFiniteWeightsError):
+    """The weights are finite, but their eigenvalues (squared singular values) are not float64 numbers.
+
+    Either the squared Frobenius norm (the sum of the eigenvalues) exceeds the float64 maximum
+    (about ``1.8e308``: a weight of ``1e160`` already does), or the weights are not all zero but so
+    small that every eigenvalue underflows to 0. A subclass of :class:`NonFiniteWeightsError`, so
+    whoever reports that error as the layer's failure reason reports this one too.
+    """
+
+
+_F64 = np.finfo(np.float64)
+#: weights whose largest magnitude is in this range can be neither too large nor too small for
+#: float64 eigenvalues, whatever their number (up to 1e12 entries): no further check is needed
+_SAFE_LOW, _SAFE_HIGH = 1e-150, 1e140
+#: entries per chunk of the exact check (bounds its temporary)
+_CHUNK = 1 << 20
+
+
+def check_spectrum_range(W: np.ndarray) -> None:
+    """Raise :class:`SpectrumRangeError` when W's eigenvalues cannot be float64 numbers.
+
+    The eigenvalues of ``W^T W`` sum to ``||W||_F^2 <= max|w|^2 * W.size``. The common case (every
+    float16 / float32 / integer tensor, and float64 weights of ordinary size) is settled by the
+    largest magnitude alone; otherwise ``||W||_F^2`` is computed exactly, scaled by ``max|w|`` so
+    that the computation itself neither overflows nor underflows.
+    """
+    if W.dtype.kind not in "f":  # integer and bool weights: |w| < 2^64, squares far below 1e308
+        return
+    hi, lo = float(np.max(W)), float(np.min(W))
+    m = max(abs(hi), abs(lo))
+    if m == 0.0 or _SAFE_LOW <= m <= _SAFE_HIGH:
+        return
+    if not m <= _F64.max:  # a long double beyond the float64 range
+        raise SpectrumRangeError(f"eigenvalues overflow float64: the largest |weight| ({W.dtype}) is beyond "
+                                 f"the float64 maximum {_F64.max:.3g}")
+    flat = W.reshape(-1)
+    scaled = 0.0
+    for start in range(0, flat.size, _CHUNK):
+        part = np.asarray(flat[start:start + _CHUNK], dtype=np.float64) / m
+        scaled += float(np.dot(part, part))  # in [1, W.size]: no overflow, no harmful underflow
+    log10_norm = 2.0 * np.log10(m) + np.log10(scaled)
+    if log10_norm > np.log10(_F64.max):
+        raise SpectrumRangeError(
+            f"eigenvalues overflow float64: the largest |weight| is {m:.3g}, so the squared weights "
+            f"(the eigenvalues) sum to about 1e{log10_norm:.0f}, above the float64 maximum {_F64.max:.3g}")
+    if m * m * scaled == 0.0:
+        raise SpectrumRangeError(
+            f"eigenvalues underflow float64: the weights are not all zero, but the largest |weight| is {m:.3g}, "
+            f"so every squared weight (every eigenvalue) rounds to 0")
 
 
 @dataclass(frozen=True)
@@ -117,18 +168,26 @@ def layer_matrices(weights: np.ndarray, layer_type: str, *, conv2d_norm: bool = 
     Raises
     ------
     NonFiniteWeightsError
-        When the tensor holds NaN or Inf.
+        When the tensor holds NaN or Inf; :class:`SpectrumRangeError` (a subclass) when its
+        eigenvalues would overflow float64 or all underflow to 0.
     ValueError
-        When the tensor's shape does not fit the layer type.
+        When the tensor's shape does not fit the layer type, or its dtype is complex or not numeric.
     """
     W = np.asarray(weights)
     if W.ndim < 2 or W.ndim > 5 or min(W.shape) == 0:
         raise ValueError(f"a {layer_type} weight must be a non-empty 2-D to 5-D tensor; got shape {W.shape}")
+    if W.dtype.kind == "c":  # casting to float64 would silently drop the imaginary parts
+        raise ValueError(f"complex weights ({W.dtype}) are not supported: only real matrices are analysed")
+    if W.dtype.kind in "OUSMm":  # objects, text, dates: no numbers to analyse
+        raise ValueError(f"weights of dtype {W.dtype} are not numbers")
     # a sum is finite iff every term is (barring overflow near 1e308): no temporary the size of W
-    if not np.isfinite(np.sum(W, dtype=np.float64)) and not np.isfinite(W).all():
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(W, dtype=np.float64)
+    if not np.isfinite(total) and not np.isfinite(W).all():
         n_nan = int(np.isnan(W).sum())
         n_inf = int(np.isinf(W).sum())
         raise NonFiniteWeightsError(f"weights contain {n_nan} NaN and {n_inf} Inf values")
+    check_spectrum_range(W)
     if W.ndim == 2:
         stack = W[None, :, :]
     else:

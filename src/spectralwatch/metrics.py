@@ -114,12 +114,17 @@ def spectral_metrics(evals: np.ndarray, svals_per_slice: np.ndarray, N: int, *,
 def alpha_metrics(evals: np.ndarray, alpha: float) -> dict:
     """``alpha_weighted = alpha * log10(lambda_max)`` and ``log_alpha_norm = log10(sum lambda^alpha)``.
 
-    Both are NaN when the fit failed (WeightWatcher computes them with ``alpha = -1``).
+    Both are NaN when the fit failed (WeightWatcher computes them with ``alpha = -1``). When
+    ``lambda^alpha`` overflows (or underflows to 0) in float64, ``log_alpha_norm`` is computed as
+    ``alpha log10(lambda_max) + log10(sum (lambda / lambda_max)^alpha)``, which is finite.
     """
     if not alpha > 0:
         return {"alpha_weighted": float("nan"), "log_alpha_norm": float("nan")}
     evals = np.asarray(evals, dtype=np.float64)
     lam_max = float(evals.max())
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         s = float(np.sum(evals ** alpha))
-    return {"alpha_weighted": alpha * _log10(lam_max), "log_alpha_norm": _log10(s)}
+        log_alpha_norm = _log10(s)
+        if not 0.0 < s < np.inf and lam_max > 0:  # out of float64 range: in units of lambda_max^alpha
+            log_alpha_norm = alpha * float(np.log10(lam_max)) + float(np.log10(np.sum((evals / lam_max) ** alpha)))
+    return {"alpha_weighted": alpha * _log10(lam_max), "log_alpha_norm": log_alpha_norm}
