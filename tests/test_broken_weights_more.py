@@ -274,8 +274,9 @@ EXPECTED_FAILURES = {"all_nan": "NaN or Inf weights", "single_nan": "NaN or Inf 
                      "complex": "complex weights"}
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_model_mixing_good_and_broken_layers_keeps_every_good_row(workers):
+@pytest.mark.parametrize("where", [dict(workers=1), dict(executor="threads", workers=2),
+                                   dict(executor="processes", workers=2)], ids=["serial", "threads", "processes"])
+def test_a_model_mixing_good_and_broken_layers_keeps_every_good_row(where):
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a test dependency
@@ -291,7 +292,7 @@ def test_a_model_mixing_good_and_broken_layers_keeps_every_good_row(workers):
     assert len(model) == len(broken) + len(good)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        report = spectralwatch.analyze(model, workers=workers)
+        report = spectralwatch.analyze(model, **where)
     d = report.details.set_index("name")
     assert sorted(d.index) == sorted(k[: -len(".weight")] for k in model)  # nothing lost
     alone = spectralwatch.analyze({f"{k}.weight": v for k, v in good.items()}).details.set_index("name")

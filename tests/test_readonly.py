@@ -245,9 +245,9 @@ def api_analyze(fmt: Format, inp: Inputs, out: Path, capsys):
     report.to_csv(out / "details.csv")
 
 
-def api_analyze_workers(fmt: Format, inp: Inputs, out: Path, capsys):
+def api_analyze_processes(fmt: Format, inp: Inputs, out: Path, capsys):
     """Two worker processes, which read the tensors from the file themselves where they can."""
-    report = spectralwatch.analyze(inp.a, workers=2, **fmt.api)
+    report = spectralwatch.analyze(inp.a, executor="processes", workers=2, **fmt.api)
     assert report.num_layers == fmt.n_layers and report.num_failed == 0
 
 
@@ -302,7 +302,7 @@ def cache(fmt: Format, inp: Inputs, out: Path, capsys):
 
 
 COMMANDS = {"cli-analyze": cli_analyze, "cli-describe": cli_describe, "cli-compare": cli_compare,
-            "api-analyze": api_analyze, "api-analyze-workers": api_analyze_workers, "api-describe": api_describe,
+            "api-analyze": api_analyze, "api-analyze-processes": api_analyze_processes, "api-describe": api_describe,
             "weightwatcher": weightwatcher, "edit": edit, "base-model": base_model, "cache-dir": cache}
 
 
