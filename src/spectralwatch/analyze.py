@@ -50,7 +50,7 @@ def _no_layers_message(source, skipped) -> str:
 def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True,
             conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None, xmin_max=None,
             max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto", rng=None, progress=False,
-            workers=None, executor=None, **reference_options) -> Report:
+            workers=None, executor=None, on_result=None, done=None, **reference_options) -> Report:
     """Analyse the weight matrices of a model and return a :class:`~spectralwatch.report.Report`.
 
     Parameters
@@ -155,6 +155,18 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
         Leave flagged layers out of the summary, which then also holds ``num_averaged`` and
         ``num_flagged``. By default the summary averages every successful layer, as
         WeightWatcher does (``Report.num_averaged`` says how many).
+    on_result : callable, optional
+        ``on_result(layer_id, rows)`` is called as each layer is finished, with the layer's row
+        dicts (several with ``pool=False``; they may hold private ``_...`` entries of optional
+        analyses, which the details table leaves out). An exception it raises stops the analysis.
+        The command line keeps its journal of finished layers with it (docs/cli.md).
+    done : mapping, optional
+        ``{layer_id: [row, ...]}``: rows of layers already analysed, e.g. by an interrupted run
+        (those ``on_result`` was given). These layers are not analysed again; their rows take
+        their place in the table, which is then identical to that of an uninterrupted run. Their
+        eigenvalues and fits are not available (``get_ESD``, ``get_fit``, figures). Every id must be
+        one of the layers these options select, and the rows must carry its ``layer_id`` and
+        ``name``; not with ``intra`` or ``stacked``.
     **reference_options
         Other WeightWatcher ``analyze()`` keywords. Those this version does not implement raise
         :class:`~spectralwatch.errors.NotYetSupportedError` unless given their "off" value.
@@ -173,39 +185,79 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
                            fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
                            finger_thresh=finger_thresh, tolerance=tolerance, svd_method=svd_method, rng=rng,
                            **reference_options)
-    return run(model, options, progress=progress, workers=workers, executor=executor)
+    return run(model, options, progress=progress, workers=workers, executor=executor, on_result=on_result,
+               done=done)
 
 
-def run(model, options: Options, *, progress=False, workers=None, executor=None) -> Report:
-    """Analyse ``model`` with already validated ``options``."""
+def run(model, options: Options, *, progress=False, workers=None, executor=None, on_result=None,
+        done=None) -> Report:
+    """Analyse ``model`` with already validated ``options``.
+
+    ``on_result(layer_id, rows)`` is called after each finished layer; the layers of ``done``
+    (``{layer_id: [row, ...]}``) are not analysed, their rows are used (see :func:`analyze`).
+    """
     source, chosen, skipped = _select(model, options)
     if not chosen:
         raise NoLayersError(_no_layers_message(source, skipped))
+    done = _done_rows(done, chosen, options)
     if options.base_model is not None:  # already read by the driver: never shipped to workers
         options = dataclasses.replace(options, base_model=None)
-    rows, evals, fits = [], {}, {}
-    with Progress(len(chosen), enabled=bool(progress)) as bar:
+    todo = [task for task in chosen if task[0].layer_id not in done]
+    computed, evals, fits = [], {}, {}
+    with Progress(len(todo), enabled=bool(progress)) as bar:
         if options.intra or options.stacked:  # another walk over the layers (see variants.py)
             from .variants import variant_walk
 
             walk = variant_walk(chosen, options, skipped)
         else:
-            walk = run_layers(chosen, options, executor=executor, workers=workers)
+            walk = run_layers(todo, options, executor=executor, workers=workers)
         for ref, results in walk:
             for result in results:
                 key = (result.row["layer_id"], result.row.get("slice_id", 0))
-                rows.append(result.row)
                 if result.evals is not None:
                     evals[key] = result.evals
                 if result.fit is not None:
                     fits[key] = result.fit
+            computed.append([result.row for result in results])
+            if on_result is not None and results:
+                on_result(ref.layer_id, computed[-1])
             bar.update(ref.longname or ref.name)
+    if done:  # the executors yield in task order: put the done layers back in their places
+        fresh = iter(computed)
+        computed = [done[ref.layer_id] if ref.layer_id in done else next(fresh) for ref, _ in chosen]
+    rows = [row for layer_rows in computed for row in layer_rows]
     report = Report(rows, evals, fits, skipped, options, source=getattr(source, "description", ""))
     if options.plot:
         from .plots import save_figures
 
         report.figures = save_figures(report, options.savefig)
     return report
+
+
+def _done_rows(done, chosen: list, options: Options) -> dict:
+    """Validate ``done`` into ``{layer_id: [row copies]}`` (see :func:`analyze`)."""
+    if done is None or (hasattr(done, "__len__") and not len(done)):
+        return {}
+    if options.intra or options.stacked:
+        raise InvalidParameterError("The 'done' parameter of analyze cannot be used with intra=True or "
+                                    "stacked=True (their rows are not made layer by layer).")
+    try:
+        items = list(done.items())
+    except (AttributeError, TypeError):
+        raise InvalidParameterError(f"The 'done' parameter of analyze must be a mapping "
+                                    f"{{layer_id: [row, ...]}}. Got {type(done).__name__}.") from None
+    names = {ref.layer_id: ref.name for ref, _ in chosen}
+    out = {}
+    for layer_id, rows in items:
+        if layer_id not in names:
+            raise InvalidParameterError(f"The 'done' parameter of analyze holds rows of layer {layer_id!r}, "
+                                        "which is not one of the layers these options select.")
+        rows = [dict(row) for row in rows]
+        if not rows or any(r.get("layer_id") != layer_id or r.get("name") != names[layer_id] for r in rows):
+            raise InvalidParameterError(f"The 'done' rows of layer {layer_id!r} must carry its layer_id and its "
+                                        f"name {names[layer_id]!r}.")
+        out[layer_id] = rows
+    return out
 
 
 def describe(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True, start_ids=None,
@@ -255,10 +307,13 @@ def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method
     ref, _ = chosen[0]
     mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=conv2d_norm, pooled=pool, groups=ref.groups,
                           grouped_conv=options.grouped_conv)
-    if random:
-        from .extras import layer_rng
-        from .rmt import shuffled_replicas
+    from .spectrum import _one_blas_thread
 
-        draws = shuffled_replicas(mats.stack, layer_rng(options.rng, ref.layer_id), eval_scale=mats.eval_scale)
-        return np.sort(np.concatenate(draws))
-    return np.sort(layer_spectrum(mats, method=options.svd_method).evals.ravel())
+    with _one_blas_thread():  # as analyze() computes it: the same bits
+        if random:
+            from .extras import layer_rng
+            from .rmt import shuffled_replicas
+
+            draws = shuffled_replicas(mats.stack, layer_rng(options.rng, ref.layer_id), eval_scale=mats.eval_scale)
+            return np.sort(np.concatenate(draws))
+        return np.sort(layer_spectrum(mats, method=options.svd_method).evals.ravel())
