@@ -151,3 +151,13 @@ def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None)
         return [LayerResult(_failed_row(base, "out of memory while analysing this layer"))]
     except (ValueError, ArithmeticError, np.linalg.LinAlgError, OSError) as exc:
         return [LayerResult(_failed_row(base, f"{type(exc).__name__}: {exc}"))]
+    except RuntimeError as exc:
+        if not _device_out_of_memory(exc):
+            raise
+        return [LayerResult(_failed_row(base, f"out of memory on {options.device} while analysing this layer"))]
+
+
+def _device_out_of_memory(exc: RuntimeError) -> bool:
+    """torch's out-of-memory error of an accelerator (``torch.OutOfMemoryError``, a RuntimeError),
+    recognised without importing torch."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
