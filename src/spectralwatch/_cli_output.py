@@ -14,7 +14,8 @@ from ._optional import is_available
 from ._textout import render_markdown, render_table, summary_panel
 from .errors import MissingDependencyError
 
-__all__ = ["model_names", "emit_reports", "write_reports", "emit_frame", "emit_comparison", "write_comparison"]
+__all__ = ["model_names", "emit_reports", "write_reports", "check_format", "emit_frame", "emit_comparison",
+           "write_comparison"]
 
 
 def _table_columns():
@@ -49,10 +50,14 @@ def _json_text(reports) -> str:
     return json.dumps([json.loads(r.to_json()) for r in reports], indent=2)
 
 
-def _parquet_bytes(frame) -> bytes:
+def _need_parquet() -> None:
     if not (is_available("pyarrow") or is_available("fastparquet")):
         raise MissingDependencyError("Writing parquet needs 'pyarrow' (or 'fastparquet'), which is not installed. "
                                      "Install it with: pip install 'spectralwatch[parquet]'")
+
+
+def _parquet_bytes(frame) -> bytes:
+    _need_parquet()
     import io
 
     buf = io.BytesIO()
@@ -95,18 +100,27 @@ def _write_binary(out, data: bytes) -> None:
     stream.flush()
 
 
-def write_reports(reports, names, path, fmt: str) -> None:
-    """Write the reports to ``path`` in format ``fmt`` ('table' writes the plain-text table)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def check_format(fmt: str) -> None:
+    """Raise now, before any layer is analysed, if format ``fmt`` cannot be written at the end."""
     if fmt == "parquet":
-        path.write_bytes(_parquet_bytes(_combined(reports, names)))
+        _need_parquet()
+
+
+def write_reports(reports, names, path, fmt: str) -> None:
+    """Write the reports to ``path`` in format ``fmt`` ('table' writes the plain-text table).
+
+    The file appears whole or not at all (:func:`spectralwatch.journal.write_atomic`).
+    """
+    from .journal import write_atomic
+
+    if fmt == "parquet":
+        write_atomic(path, _parquet_bytes(_combined(reports, names)))
         return
     import io
 
     buf = io.StringIO()
     emit_reports(reports, names, fmt, buf, color=False)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    write_atomic(path, buf.getvalue())
 
 
 def emit_frame(frame, fmt: str, out) -> None:
@@ -163,11 +177,11 @@ def write_comparison(comparison, path, fmt: str) -> None:
     """Write a comparison to ``path``: parquet holds the models' summary table."""
     import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .journal import write_atomic
+
     if fmt == "parquet":
-        path.write_bytes(_parquet_bytes(_comparison_frames(comparison)[0]))
+        write_atomic(path, _parquet_bytes(_comparison_frames(comparison)[0]))
         return
     buf = io.StringIO()
     emit_comparison(comparison, fmt, buf, color=False)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    write_atomic(path, buf.getvalue())

@@ -147,6 +147,9 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("paths", nargs="+", metavar="PATH",
                    help=".safetensors, .pt/.pth/.bin, .npz, ... file, or a folder (see 'spectralwatch sources')")
     _add_output_options(a)
+    a.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted run: the layers kept in FILE.partial.jsonl (written beside "
+                        "--out FILE as layers finish) are not analysed again")
     a.add_argument("--plots", metavar="DIR", help="write the figures (PNG) into DIR")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (a folder with several PATHs)")
     _add_workers(a)
@@ -202,7 +205,8 @@ def _workers(args) -> dict:
 
 def _add_output_options(p) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="what is printed on stdout (default table)")
-    p.add_argument("--out", metavar="FILE", help="also write the details to FILE (.csv, .json, .parquet, .md)")
+    p.add_argument("--out", metavar="FILE", help="also write the details to FILE (.csv, .json, .parquet, .md); "
+                   "while the analysis runs, each finished layer is kept in FILE.partial.jsonl (see --resume)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour the table (auto: when stdout is a terminal and NO_COLOR is unset)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
@@ -232,21 +236,96 @@ def _analyze(args, out) -> int:
 
     options = _options(args)
     kw = _workers(args)
-    reports = []
-    for path in args.paths:
-        if len(args.paths) > 1:
-            print(f"analysing {path} ...", file=sys.stderr)
-        reports.append(_analyze_func()(path, progress=_progress(args), **kw, **options))
-    names = emit.model_names(args.paths)
-    emit.emit_reports(reports, names, args.format, out, color=_color(args, out))
+    if args.resume and not args.out:
+        print("error: --resume needs --out FILE: the finished layers are kept beside FILE "
+              "(in FILE.partial.jsonl)", file=sys.stderr)
+        return 2
+    if args.resume and (options.get("intra") or options.get("stacked")):
+        print("error: --resume is not available with --intra or --stacked (their rows are not made layer by "
+              "layer)", file=sys.stderr)
+        return 2
+    emit.check_format(args.format)  # a missing writer fails now, not after the analysis
     if args.out:
-        emit.write_reports(reports, names, args.out, _format_of(args.out, args.format))
-        print(f"wrote {args.out}", file=sys.stderr)
+        emit.check_format(_format_of(args.out, args.format))
+    journal = _open_journal(args, options)
+    names = emit.model_names(args.paths)
+    reports = []
+    try:
+        for i, path in enumerate(args.paths):
+            if len(args.paths) > 1:
+                print(f"analysing {path} ...", file=sys.stderr)
+            more = {} if journal is None else dict(on_result=journal.recorder(i), done=journal.done[i] or None)
+            reports.append(_analyze_func()(path, progress=_progress(args), **kw, **more, **options))
+    except KeyboardInterrupt:
+        if journal is None or not journal.kept:
+            raise
+        journal.close()
+        print(f"error: interrupted; {journal.where(then='go on')}", file=sys.stderr)
+        return 1
+    except Exception:
+        if journal is not None and journal.kept:
+            journal.close()
+            print(f"note: {journal.where(then='go on')}", file=sys.stderr)
+        raise
+    finally:
+        if journal is not None:
+            journal.close()
+    return _write_outputs(args, reports, names, journal, out)
+
+
+def _open_journal(args, options: dict):
+    """The journal of finished layers beside ``--out FILE`` (docs/cli.md); None without --out."""
+    if not args.out or options.get("intra") or options.get("stacked"):
+        return None
+    from .journal import RunJournal
+    from .options import make_options
+
+    mine = [p for p in (args.out, args.html, args.plots) if p]  # never part of a model's fingerprint
+    return RunJournal.open(args.out, args.paths, make_options("analyze", **options), resume=args.resume,
+                           exclude=mine)
+
+
+def _write_outputs(args, reports, names, journal, out) -> int:
+    """Print the table, write --out, --plots, --html; a failed write costs only that output (exit 1,
+    one line each on stderr)."""
+    from . import _cli_output as emit
+    from .errors import MissingDependencyError
+
+    failures = []
+    try:
+        emit.emit_reports(reports, names, args.format, out, color=_color(args, out))
+    except OSError as exc:  # stdout on a full disk: the files below are still written
+        failures.append(f"could not print the results: {_why(exc)}")
+    if args.out:
+        try:
+            emit.write_reports(reports, names, args.out, _format_of(args.out, args.format))
+        except (OSError, MissingDependencyError) as exc:
+            printed = not failures
+            where = journal.where(printed=printed) if journal is not None else \
+                "the rows are " + ("only in what was printed on stdout" if printed else "lost")
+            failures.append(f"could not write {args.out}: {_why(exc)}; {where}")
+        else:
+            if journal is not None:
+                journal.remove()
+            print(f"wrote {args.out}", file=sys.stderr)
+    resumed = journal.resumed if journal is not None else 0
+    if resumed and (args.plots or args.html):
+        print(f"note: the figures leave out the {resumed} layers taken from the journal (their eigenvalues are "
+              "not kept in it)", file=sys.stderr)
     if args.plots:
-        _write_figures(reports, names, args.plots, progress=_progress(args))
+        try:
+            _write_figures(reports, names, args.plots, progress=_progress(args))
+        except OSError as exc:
+            failures.append(f"could not write the figures into {args.plots}: {_why(exc)} (the figures written "
+                            "before the error are there)")
     if args.html:
-        _write_html(reports, names, args.html)
-    return 0
+        try:
+            _write_html(reports, names, args.html)
+        except OSError as exc:
+            failures.append(f"could not write the HTML report {args.html}: {_why(exc)}")
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def _format_of(path: str, default: str) -> str:
@@ -269,10 +348,11 @@ def _write_figures(reports, names, folder, *, progress=False) -> None:
 
 
 def _write_html(reports, names, target, figures=True) -> None:
+    from .journal import write_atomic
+
     for report, name in zip(reports, names):
         path = Path(target) if len(reports) == 1 else Path(target) / f"{_safe(name)}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        report.to_html(path, title=name, figures=figures)
+        write_atomic(path, report.to_html(title=name, figures=figures))
         print(f"wrote the HTML report {path}", file=sys.stderr)
 
 
@@ -404,6 +484,11 @@ def main(argv=None) -> int:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError's reason ('No space left on device'), else the exception's one-line message."""
+    return getattr(exc, "strerror", None) or _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:
