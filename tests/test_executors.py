@@ -25,10 +25,67 @@ def npz_model(tmp_path_factory):
     return path
 
 
-def test_processes_and_serial_tables_are_bit_identical(npz_model):
+def test_processes_threads_and_serial_tables_are_bit_identical(npz_model):
     serial = spectralwatch.analyze(npz_model, workers=1).details
-    procs = spectralwatch.analyze(npz_model, workers=2).details
+    procs = spectralwatch.analyze(npz_model, executor="processes", workers=2).details
     pd.testing.assert_frame_equal(serial, procs, check_exact=True)
+    for workers in (2, 3):
+        threads = spectralwatch.analyze(npz_model, executor="threads", workers=workers).details
+        pd.testing.assert_frame_equal(serial, threads, check_exact=True)
+    default = spectralwatch.analyze(npz_model).details
+    pd.testing.assert_frame_equal(serial, default, check_exact=True)
+
+
+def test_default_executor_uses_threads_when_the_eigensolver_releases_the_gil(monkeypatch):
+    import spectralwatch._lapack as lapack
+    from spectralwatch.executors import _auto_kind
+
+    tasks = [(None, {"N": 64, "M": 32, "rf": 1})] * 10
+    monkeypatch.setattr(lapack, "nogil_available", lambda: True)
+    assert _auto_kind(tasks, None) == ("threads", min(len(os.sched_getaffinity(0)), 10)) or \
+        len(os.sched_getaffinity(0)) == 1
+    assert _auto_kind(tasks[:1], None) == ("serial", 1)
+    assert _auto_kind(tasks, 3) == ("threads", 3)
+    monkeypatch.setattr(lapack, "nogil_available", lambda: False)
+    assert _auto_kind(tasks, None) == ("serial", 1)  # small: a process pool would not pay
+    assert _auto_kind(tasks, 2) == ("processes", 2)
+
+
+def test_thread_executor_starts_the_largest_layer_first_and_yields_in_model_order(monkeypatch):
+    import threading
+
+    import spectralwatch.executors as executors
+
+    started = []
+    lock = threading.Lock()
+    real = executors.analyze_layer
+
+    def spy(ref, options, geometry):
+        with lock:
+            started.append(ref.name)
+        return real(ref, options, geometry)
+
+    monkeypatch.setattr(executors, "analyze_layer", spy)
+    refs = _refs(8)
+    refs[6] = LayerRef(layer_id=6, name="big", longname="big", layer_type="dense", shape=(300, 200),
+                       dtype="float64", loader=functools.partial(_weights, 6, (300, 200)))
+    rows = _run(refs, executor="threads", workers=2)
+    assert started[0] == "big"
+    assert [r["name"] for r in rows] == [r.name for r in refs]
+    serial = _run(refs, workers=1)
+    assert [r["alpha"] for r in rows] == [r["alpha"] for r in serial]
+
+
+def test_memory_error_in_a_thread_costs_only_its_layer():
+    def boom():
+        raise MemoryError
+
+    refs = _refs(6)
+    refs[2] = LayerRef(layer_id=2, name="l2", longname="l2", layer_type="dense", shape=(60, 30),
+                       dtype="float64", loader=boom)
+    rows = _run(refs, executor="threads", workers=2)
+    assert rows[2]["status"] == "failed" and "out of memory" in rows[2]["message"]
+    assert all(r["status"] == "success" for k, r in enumerate(rows) if k != 2)
 
 
 def test_in_memory_model_runs_in_processes_too():
@@ -50,7 +107,8 @@ def test_bad_executor_arguments():
     with pytest.raises(ValueError, match="'workers' parameter"):
         resolve_executor(None, -1)
     with pytest.raises(ValueError, match="'executor' parameter"):
-        resolve_executor("threads", None)
+        resolve_executor("fibers", None)
+    assert resolve_executor("threads", 2) == ("threads", 2)
     assert resolve_executor("dask://localhost:8786", None) == ("dask", "tcp://localhost:8786")
 
 

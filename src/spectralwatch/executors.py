@@ -94,7 +94,10 @@ def _payload(ref):
 
 
 def _task(ref, options, geometry) -> list[LayerResult]:
-    return analyze_layer(ref, options, geometry)
+    from .spectrum import _one_blas_thread
+
+    with _one_blas_thread():
+        return analyze_layer(ref, options, geometry)
 
 
 def resolve_executor(executor, workers):
@@ -139,13 +142,20 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
     if kind == "dask":
         yield from _run_dask(tasks, options, detail)
         return
-    for ref, geometry in tasks:
-        yield ref, analyze_layer(ref, options, geometry)
+    from .spectrum import _one_blas_thread
+
+    with _one_blas_thread():  # every step of every layer, as in the workers: bit-identical results
+        for ref, geometry in tasks:
+            yield ref, analyze_layer(ref, options, geometry)
 
 
 def _run_threads(tasks: list, options, n: int) -> Iterator[tuple]:
     """Layers side by side in ``n`` threads of this process, results in task order.
 
+    The largest layers start first (longest-processing-time-first): the last layer of a network
+    is often its biggest (a classifier, an LM head), and started last it would leave the other
+    threads idle while it alone is solved. Queued tasks hold only a reference to their tensor
+    (threads read it when they start it), so at most ``n`` tensors are in memory at once.
     BLAS stays on one thread per call for the whole run (bit-identical results, no
     oversubscription); a large Gram product may still use ``cores // n`` threads of its own.
     """
@@ -154,21 +164,19 @@ def _run_threads(tasks: list, options, n: int) -> Iterator[tuple]:
     from .spectrum import _one_blas_thread, gram_threads, set_gram_threads
 
     saved = gram_threads()
-    pending: deque = deque()
+    order = sorted(range(len(tasks)), key=lambda i: (-_flops(tasks[i][1]), i))
+    futures = [None] * len(tasks)
     with _one_blas_thread(), ThreadPoolExecutor(max_workers=n, thread_name_prefix="spectralwatch") as pool:
         set_gram_threads(max(1, _cpu_count() // n))
         try:
-            nxt = 0
-            while nxt < len(tasks) or pending:
-                while nxt < len(tasks) and len(pending) < 2 * n:
-                    ref, geometry = tasks[nxt]
-                    pending.append((ref, pool.submit(analyze_layer, ref, options, geometry)))
-                    nxt += 1
-                ref, future = pending.popleft()
+            for i in order:
+                futures[i] = pool.submit(analyze_layer, tasks[i][0], options, tasks[i][1])
+            for (ref, _), future in zip(tasks, futures):
                 yield ref, future.result()
         finally:
-            for _, future in pending:
-                future.cancel()
+            for future in futures:
+                if future is not None:
+                    future.cancel()
             set_gram_threads(saved)
 
 
