@@ -126,6 +126,10 @@ def summary_lines(report) -> list:
     lines = [f"{report.num_layers} layers analysed"
              + (f", {report.num_failed} failed" if report.num_failed else "")
              + (f", {len(report.skipped)} skipped" if len(report.skipped) else "")]
+    if report.num_failed:
+        from .failures import failure_text
+
+        lines.append(failure_text(report.details) + " (the message column of --format csv/json says more)")
     for key, value in s.items():
         lines.append(f"{key:<18} {value: .4f}")
     alpha = s.get("alpha")

@@ -15,8 +15,10 @@ reading and hashing of the weights.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -110,8 +112,20 @@ def compute_spectrum(mats: LayerMatrices, options, thresholds: tuple) -> Spectru
     else:
         spec = _device_spectrum(mats, device, method, thresholds)
     if path is not None:
+        _store(path, spec)
+    return spec
+
+
+def _store(path: Path, spec: Spectrum) -> None:
+    """Write a cache entry atomically; a failed write (full disk, read-only folder) only warns:
+    the spectrum is computed, the layer's row does not depend on the cache."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, evals=spec.evals, route=np.array(spec.route))
         os.replace(tmp, path)  # atomic: concurrent workers never read a half-written entry
-    return spec
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        warnings.warn(f"could not write the eigenvalue cache entry {path}: {exc.strerror or exc}; the analysis "
+                      "goes on without caching this layer", RuntimeWarning, stacklevel=2)

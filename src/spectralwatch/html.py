@@ -86,8 +86,9 @@ def reading(report) -> list:
             out.append(f"The layers farthest from the well-trained range: {names}. Look at their ESD figures "
                        f"below: a clean straight tail on the log-log plot makes α trustworthy.")
     if report.num_failed:
-        out.append(f"{report.num_failed} layers could not be fitted (see the message column); they are left "
-                   f"out of the means.")
+        why = "; ".join(f"{n} {escape(cls)}" for cls, n in report.failures.items())
+        out.append(f"{report.num_failed} layers could not be analysed or fitted ({why}; each row's message "
+                   f"column says more); they are left out of the means.")
     if len(report.skipped):
         out.append(f"{len(report.skipped)} candidate layers were skipped (listed at the end).")
     if "alpha_weighted" in s and math.isfinite(s["alpha_weighted"]):

@@ -133,7 +133,8 @@ def failed_result(geometry: dict, message: str) -> LayerResult:
 
 
 def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None) -> list[LayerResult]:
-    """Analyse one layer; never raises for a problem of the layer itself."""
+    """Analyse one layer; never raises (``KeyboardInterrupt`` aside): any error becomes the layer's
+    ``status='failed'`` row, with the exception's type and text in ``message``."""
     base = geometry if geometry is not None else layer_geometry(ref, options)
     try:
         weights = ref.load()
@@ -149,12 +150,13 @@ def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None)
         return [LayerResult(_failed_row(base, str(exc)))]
     except MemoryError:
         return [LayerResult(_failed_row(base, "out of memory while analysing this layer"))]
-    except (ValueError, ArithmeticError, np.linalg.LinAlgError, OSError) as exc:
-        return [LayerResult(_failed_row(base, f"{type(exc).__name__}: {exc}"))]
     except RuntimeError as exc:
-        if not _device_out_of_memory(exc):
-            raise
-        return [LayerResult(_failed_row(base, f"out of memory on {options.device} while analysing this layer"))]
+        if _device_out_of_memory(exc):
+            return [LayerResult(_failed_row(base, f"out of memory on {options.device} while analysing this layer"))]
+        return [LayerResult(_failed_row(base, f"{type(exc).__name__}: {exc}"))]
+    except Exception as exc:  # noqa: BLE001 - anything else (a damaged tensor in a file, an odd dtype,
+        # a bug): this layer's row says what happened, the other layers are still analysed
+        return [LayerResult(_failed_row(base, f"{type(exc).__name__}: {exc}"))]
 
 
 def _device_out_of_memory(exc: RuntimeError) -> bool:

@@ -105,6 +105,13 @@ class Report:
     def num_failed(self) -> int:
         return int((self.details["status"] == "failed").sum()) if len(self.details) else 0
 
+    @property
+    def failures(self) -> dict:
+        """Why layers failed: ``{reason class: number of failed rows}`` (see :mod:`spectralwatch.failures`)."""
+        from .failures import failure_summary
+
+        return failure_summary(self.details)
+
     # ---- per-layer data -----------------------------------------------------------------
     def _key(self, layer) -> tuple:
         keys = list(self._evals)
@@ -172,6 +179,7 @@ class Report:
             "summary": {k: (v if v == v else None) for k, v in self.summary.items()},  # NaN is not JSON
             "num_layers": self.num_layers,
             "num_failed": self.num_failed,
+            "failures": self.failures,
             "details": json.loads(self.details.to_json(orient="records")),
             "skipped": json.loads(self.skipped.to_json(orient="records")),
         }
