@@ -55,7 +55,7 @@ def test_summary_reading_and_highlighting(page, report):
     assert "well-trained range" in page and "under-trained" in page
     assert "<tr class='under'" in page  # the Gaussian layer
     assert "<tr class='failed'" in page  # the constant layer
-    assert "could not be fitted" in page
+    assert "could not be analysed or fitted" in page
 
 
 def test_tail_classes():
