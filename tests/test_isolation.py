@@ -91,3 +91,11 @@ def test_full_disk_cache_warns_and_keeps_every_row(tmp_path, monkeypatch):
     assert any("No space left on device" in str(w.message) for w in caught)
     assert report.details["status"].tolist() == ["success"] * 3
     assert not list((tmp_path / "cache").glob("*.tmp.npz"))
+
+
+def test_get_esd_of_a_failed_layer_says_why():
+    report = spectralwatch.analyze(_mixed_model())
+    with pytest.raises(KeyError, match="its analysis failed.*NaN"):
+        report.get_ESD("nan1")
+    with pytest.raises(KeyError, match="no analysed layer"):
+        report.get_ESD("nope")

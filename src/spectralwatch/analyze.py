@@ -104,12 +104,15 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
     progress : bool
         Draw a progress line on stderr (layer count, current layer, elapsed time and ETA).
     workers : int, optional
-        Worker processes. ``None`` (default) starts a local process pool only when the model's
-        linear algebra is large enough to pay for it; ``1`` runs in this process. Results are
-        identical whatever the number of workers.
-    executor : None, 'serial', 'processes', distributed.Client or 'dask://host:port'
-        Where layers run (see :mod:`spectralwatch.executors`). With Dask, each worker reads its own
-        tensors from file-backed models (paths must be visible to the workers).
+        Layers analysed side by side. ``None`` (default): one per core, in threads of this process
+        (the eigensolver runs without the GIL), largest layers first; ``1``: one after the other.
+        Results are bit-identical whatever the number and kind of workers.
+    executor : None, 'serial', 'threads', 'processes', distributed.Client or 'dask://host:port'
+        Where layers run (see :mod:`spectralwatch.executors`). ``None`` picks threads (or, on a
+        numpy whose LAPACK cannot be called without the GIL, a process pool when the linear algebra
+        pays for it). ``'processes'``: a local process pool, which survives a worker killed by the
+        out-of-memory killer. With Dask, each worker reads its own tensors from file-backed models
+        (paths must be visible to the workers).
     device : {'cpu', 'cuda', 'cuda:N', 'mps'}
         Where eigenvalues are computed (see :mod:`spectralwatch.devices`); an unavailable device
         falls back to the CPU with a ``RuntimeWarning``.

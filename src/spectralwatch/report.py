@@ -125,6 +125,15 @@ class Report:
         else:
             raise TypeError(f"layer must be a layer id (int) or a layer name (str); got {layer!r}")
         if not match:
+            rows = self.details
+            if isinstance(layer, (int, np.integer)):
+                hit = rows[rows["layer_id"] == int(layer)]
+            else:
+                hit = rows[(rows["name"] == layer) | (rows["longname"] == layer)]
+            if len(hit):
+                why = str(hit.iloc[0].get("message") or "")
+                raise KeyError(f"layer {layer!r} has no eigenvalues in this report: its analysis failed"
+                               + (f" ({why})" if why else "") + " or its row was resumed from a journal")
             raise KeyError(f"no analysed layer {layer!r} in this report (see report.details and report.skipped)")
         return match[0]
 
