@@ -6,7 +6,7 @@
 
 Parts (each prints a table; ratios are measured in the same run, on the same machine):
 
-* ``floor``  spectralwatch end to end (one process, and default settings) vs the *floor*: the sum
+* ``floor``  spectralwatch end to end (workers=1, and default settings: threads in one process) vs the *floor*: the sum
   over the analysed layers of the fastest single float64 eigenvalue call for that layer's matrices
   (Gram product + ``eigvalsh`` with the machine's default BLAS threads, or ``gesdd``, whichever is
   faster), on GPT-2-small-shaped and VGG11-shaped checkpoints generated on disk; with
@@ -14,7 +14,7 @@ Parts (each prints a table; ratios are measured in the same run, on the same mac
 * ``size``   time and peak RSS of ``analyze(path)`` in a fresh subprocess for generated safetensors
   checkpoints from GPT-2-small (124M parameters) to a ~1B-parameter Llama shape, with the floor of
   each (so the growth of time can be compared with the growth of the floor).
-* ``workers`` 1 vs 2 worker processes on a model of >= 50 layers.
+* ``workers`` 1 vs 2 workers on models of >= 50 layers: threads (the default kind) and processes.
 * ``dask``   a dask.distributed LocalCluster (2 workers) vs the local process pool.
 
 Generated checkpoints are written to a temporary folder (``--tmp``) and deleted afterwards. The
@@ -134,14 +134,14 @@ def median(fn, repeat):
 
 def part_floor(tmp: Path, repeat: int, reference: bool) -> None:
     print("\n== floor: end to end vs the float64 LAPACK floor ==")
-    print(f"{'model':<12}{'floor s':>9}{'sw 1 proc':>11}{'ratio':>7}{'sw default':>12}{'ratio':>7}"
+    print(f"{'model':<12}{'floor s':>9}{'sw 1 worker':>12}{'ratio':>7}{'sw default':>12}{'ratio':>7}"
           + (f"{'reference':>11}{'ref/sw':>8}" if reference else ""))
     for model in ("gpt2-small", "vgg11"):
         path, _ = write_checkpoint(model, tmp)
         floor = median(lambda: floor_seconds(path), 1)
         one = median(lambda: timed_subprocess(analyze_code(path, workers=1))[0], repeat)
         auto = median(lambda: timed_subprocess(analyze_code(path))[0], repeat)
-        line = f"{model:<12}{floor:9.2f}{one:11.2f}{one / floor:7.2f}{auto:12.2f}{auto / floor:7.2f}"
+        line = f"{model:<12}{floor:9.2f}{one:12.2f}{one / floor:7.2f}{auto:12.2f}{auto / floor:7.2f}"
         if reference:
             code = ("import weightwatcher as ww, safetensors.torch, logging\nlogging.disable(50)\n"
                     f"sd = safetensors.torch.load_file({str(path)!r})\nt = time.perf_counter()\n"
@@ -167,13 +167,15 @@ def part_size(tmp: Path, sizes: list) -> None:
 
 
 def part_workers(tmp: Path, repeat: int) -> None:
-    print("\n== workers: 1 vs 2 processes (>= 50 layers) ==")
+    print("\n== workers: 1 vs 2 (>= 50 layers; threads = the default kind, and processes) ==")
+    print(f"{'model':<12}{'layers':>7}{'1 worker':>10}{'2 threads':>11}{'speed-up':>9}{'2 procs':>9}{'speed-up':>9}")
     for model in ("gpt2-small", "llama-250m", "many-small"):
         path, _ = write_checkpoint(model, tmp)
         one = median(lambda: timed_subprocess(analyze_code(path, workers=1))[0], repeat)
-        two = median(lambda: timed_subprocess(analyze_code(path, workers=2))[0], repeat)
-        print(f"{model:<12} layers={sum(1 for _ in tensors(model)):>3}  1 worker {one:6.2f}s  "
-              f"2 workers {two:6.2f}s  speed-up {one / two:5.2f}x", flush=True)
+        two = median(lambda: timed_subprocess(analyze_code(path, executor="threads", workers=2))[0], repeat)
+        procs = median(lambda: timed_subprocess(analyze_code(path, executor="processes", workers=2))[0], repeat)
+        print(f"{model:<12}{sum(1 for _ in tensors(model)):>7}{one:9.2f}s{two:10.2f}s{one / two:8.2f}x"
+              f"{procs:8.2f}s{one / procs:8.2f}x", flush=True)
         path.unlink()
 
 
@@ -184,7 +186,7 @@ def part_dask(tmp: Path, repeat: int) -> None:
             "c = distributed.Client(distributed.LocalCluster(n_workers=2, threads_per_worker=1, "
             "dashboard_address=None, silence_logs=50))\nt = time.perf_counter()\n"
             f"spectralwatch.analyze({str(path)!r}, executor=c)\nT = time.perf_counter() - t\nc.close()")
-    procs = median(lambda: timed_subprocess(analyze_code(path, workers=2))[0], repeat)
+    procs = median(lambda: timed_subprocess(analyze_code(path, executor="processes", workers=2))[0], repeat)
     dask = median(lambda: timed_subprocess(code)[0], repeat)
     print(f"gpt2-small  processes {procs:6.2f}s  dask {dask:6.2f}s  dask/processes {dask / procs:5.2f}x")
     path.unlink()
