@@ -181,3 +181,15 @@ def test_delta_across_formats_and_prefixes(tmp_path):
     ww = WeightWatcher(model=tuned, base_model=tmp_path / "base.safetensors")
     np.testing.assert_allclose(ww.analyze(min_evals=1)["alpha"], report.details["alpha"])
     assert list(ww.describe(min_evals=1)["name"]) == ["fc1", "fc2", "head"]
+
+
+def test_cli_describe_lists_the_adapter_products(lora, capsys):
+    from spectralwatch.cli import main
+
+    folder = str(lora["root"] / "adapter")
+    assert main(["describe", folder, "--peft", "true", "--min-evals", "1", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("lora_BA") == 2 and "lora_A" not in out  # one row per product B·A, not the raw factors
+    assert main(["describe", folder, "--format", "csv", "--min-evals", "1"]) == 0
+    raw = capsys.readouterr().out
+    assert "lora_BA" not in raw and "lora_A" in raw

@@ -159,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("path", metavar="PATH")
     d.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
     _add_analysis_options(d, only=("layers", "min_evals", "max_evals", "max_N", "pool", "conv2d_norm",
-                                   "start_ids"))
+                                   "start_ids", "peft", "split_fused", "trust_pickle", "grouped_conv"))
 
     c = sub.add_parser("compare", help="compare models side by side; with --accuracy, check each metric")
     c.add_argument("paths", nargs="+", metavar="PATH", help="two or more models")
