@@ -189,7 +189,7 @@ def test_cli_describe_lists_the_adapter_products(lora, capsys):
     folder = str(lora["root"] / "adapter")
     assert main(["describe", folder, "--peft", "true", "--min-evals", "1", "--format", "csv"]) == 0
     out = capsys.readouterr().out
-    assert out.count("lora_BA") == 2 and "lora_A" not in out  # one row per product B·A, not the raw factors
+    assert out.count("lora_BA") == 4 and "lora_A" not in out  # name and longname of 2 rows;  # one row per product B·A, not the raw factors
     assert main(["describe", folder, "--format", "csv", "--min-evals", "1"]) == 0
     raw = capsys.readouterr().out
     assert "lora_BA" not in raw and "lora_A" in raw
