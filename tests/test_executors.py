@@ -199,3 +199,15 @@ def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
     procs = capsys.readouterr().out
     assert main(["analyze", str(npz_model), "--scheduler", dask_client.scheduler.address, "--format", "csv"]) == 0
     assert capsys.readouterr().out == procs
+
+
+def test_cli_executor_choice_gives_the_same_table(npz_model, capsys):
+    from spectralwatch.cli import main
+
+    outputs = []
+    for extra in (["--workers", "1"], ["--executor", "threads", "--workers", "2"],
+                  ["--executor", "processes", "--workers", "2"]):
+        assert main(["analyze", str(npz_model), "--format", "csv", "--no-progress", *extra]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert main(["analyze", str(npz_model), "--executor", "fibers"]) == 2

@@ -189,7 +189,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_workers(p) -> None:
     p.add_argument("--workers", type=int, metavar="N", default=None,
-                   help="worker processes (default: automatic; 1: this process)")
+                   help="layers analysed side by side (default: one per core; 1: one after the other)")
+    p.add_argument("--executor", choices=("threads", "processes"), default=None,
+                   help="what runs them: threads of this process (default) or worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on a Dask cluster, e.g. tcp://host:8786 (workers read the files themselves)")
 
@@ -198,6 +200,8 @@ def _workers(args) -> dict:
     kw = {}
     if getattr(args, "workers", None) is not None:
         kw["workers"] = args.workers
+    if getattr(args, "executor", None):
+        kw["executor"] = args.executor
     if getattr(args, "scheduler", None):
         kw["executor"] = args.scheduler if "://" in args.scheduler else f"tcp://{args.scheduler}"
     return kw
