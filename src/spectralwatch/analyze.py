@@ -24,7 +24,7 @@ __all__ = ["analyze", "describe"]
 def _select(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     source = open_model(model, start_id=options.start_ids, base_model=options.base_model, peft=options.peft,
-                        split_fused=options.split_fused)
+                        split_fused=options.split_fused, trust_pickle=options.trust_pickle)
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)

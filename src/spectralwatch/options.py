@@ -166,6 +166,8 @@ class Options:
     farms_q: float = 1.0
     fit_quality: bool = False
     exclude_flagged: bool = False
+    # untrusted input (docs/formats.md, "Trusted legacy pickles")
+    trust_pickle: bool = False
 
 
 def _check_reference_options(extra: dict, func: str) -> None:
@@ -196,8 +198,12 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
                  device="cpu", cache_dir=None, plot=False, savefig="ww-img", deltas=False,
                  vectors=False, intra=False, sparsify=True,
                  stacked=False, inverse=False, grouped_conv="reference", split_fused=False, peft=False,
-                 base_model=None, **reference_options) -> Options:
-    """Validate keyword options (WeightWatcher names) into an :class:`Options`."""
+                 base_model=None, trust_pickle=False, **reference_options) -> Options:
+    """Validate keyword options (WeightWatcher names) into an :class:`Options`.
+
+    ``trust_pickle=True`` lets the file readers unpickle checkpoints that need it, which EXECUTES
+    code from the file (docs/formats.md, "Trusted legacy pickles"); by default such files are refused.
+    """
     stats_kw = {k: reference_options.pop(k) for k in STATS_KEYS if k in reference_options}
     _check_reference_options(reference_options, func)
     if ww2x:  # WeightWatcher's deprecated alias of pool=False
@@ -224,6 +230,9 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
         if not isinstance(value, bool):
             raise _bad(name, func, "True or False", value)
     start = _int("start_ids", start_ids, func, minimum=0, allow_none=True)
+    if not isinstance(trust_pickle, bool):
+        raise _bad("trust_pickle", func, "True or False (True executes pickled code from the model file)",
+                   trust_pickle)
     return Options(
         layers=LayerFilter.parse(layers, func),
         min_evals=_int("min_evals", 0 if min_evals is None else min_evals, func),
@@ -249,6 +258,7 @@ def make_options(func: str = "analyze", *, layers=None, min_evals=8, max_evals=1
         **_variant_options(func, vectors=vectors, intra=intra, sparsify=sparsify, stacked=stacked,
                            inverse=inverse),
         **stats,
+        trust_pickle=trust_pickle,
     )
 
 

@@ -3,7 +3,8 @@
 ``open_source(model)`` recognises, in this order:
 
 * a path (``str`` / ``os.PathLike``): a folder, or a ``.safetensors``, ``.pt/.pth/.bin/.ckpt``,
-  ``.npz``, ``.gguf``, ``.onnx``, ``.keras`` or ``.h5`` file (read-only, never modified);
+  ``.npz``, ``.gguf``, ``.onnx``, ``.keras``, ``.h5`` or ``.npy`` file (read-only, never modified;
+  nothing is unpickled unless ``trust_pickle=True``);
 * a Keras 3 model, a ``torch.nn.Module`` or a single ``torch.Tensor``, an ``onnx.ModelProto``,
   a Flax NNX module or a JAX array;
 * a numpy array (one layer, named ``W``);
@@ -26,14 +27,15 @@ from __future__ import annotations
 import os
 
 from .._optional import is_available
-from ..errors import ModelFileNotFoundError, UnknownFormatError
+from ..errors import InvalidParameterError, ModelFileNotFoundError, UnknownFormatError
 from ._common import BaseSource, check_start_id, path_text
 from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
 from .folder import FolderSource, single_model_file
 from .gguf_ import GGUFFileSource
 from .jax_ import FlaxNNXSource, JaxArraySource, JaxTreeSource
-from .keras_ import KerasFileSource, KerasModelSource
-from .numpy_ import NpzFileSource, NumpyArraySource, StateDictSource
+from .keras_ import KerasModelSource
+from .keras_files import KerasFileSource
+from .numpy_ import NpyFileSource, NpzFileSource, NumpyArraySource, StateDictSource
 from .onnx_ import ONNXFileSource, ONNXModelSource
 from .safetensors_ import SafetensorsFileSource
 from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
@@ -47,7 +49,7 @@ __all__ = [
 #: sources reading a path, tried in order on an existing path
 FILE_SOURCES: tuple[type[BaseSource], ...] = (
     FolderSource, SafetensorsFileSource, TorchFileSource, NpzFileSource, GGUFFileSource, ONNXFileSource,
-    KerasFileSource,
+    KerasFileSource, NpyFileSource,
 )
 #: sources reading an in-memory object, tried in order (Keras before torch: with the torch backend a
 #: Keras layer is also a torch module; parameter trees before state dicts)
@@ -88,7 +90,7 @@ def _torch_extra_hint() -> str:
             "torch.nn.Module objects and .pt/.pth/.bin/.ckpt files.")
 
 
-def _open_path(path, start_id) -> BaseSource:
+def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
     text = os.path.expanduser(path_text(path))
     if not os.path.exists(text):
         raise ModelFileNotFoundError(f"No such file or directory: '{text}'")
@@ -96,6 +98,8 @@ def _open_path(path, start_id) -> BaseSource:
         text = single_model_file(text) or text
     for cls in FILE_SOURCES:
         if cls.can_open(text):
+            if cls.may_unpickle:
+                return cls(text, start_id=start_id, trust_pickle=trust_pickle)
             return cls(text, start_id=start_id)
     exts = ", ".join(_supported_extensions())
     raise UnknownFormatError(
@@ -104,7 +108,7 @@ def _open_path(path, start_id) -> BaseSource:
     )
 
 
-def open_source(model, *, start_id=None) -> Source:
+def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
     """Open ``model`` for reading, without loading any weights.
 
     Parameters
@@ -115,6 +119,10 @@ def open_source(model, *, start_id=None) -> Source:
     start_id : int, optional
         The first layer id; by default 0 for a torch module, a folder or a single array and 1
         for a state dict or a single file (WeightWatcher's numbering).
+    trust_pickle : bool
+        Default False: a file that needs unpickling (a checkpoint holding Python objects, a pickled
+        ``.npy``) raises :class:`UnsafeFileError`. True reads it with ``pickle``, which EXECUTES any
+        code the file contains: only for files from a trusted source (a warning is given).
 
     Returns
     -------
@@ -132,8 +140,11 @@ def open_source(model, *, start_id=None) -> Source:
         From the file readers.
     """
     check_start_id(start_id, 0)
+    if not isinstance(trust_pickle, bool):
+        raise InvalidParameterError(f"The 'trust_pickle' parameter of open_source must be True or False. "
+                                    f"Got {trust_pickle!r}.")
     if isinstance(model, (str, os.PathLike)):
-        return _open_path(model, start_id)
+        return _open_path(model, start_id, trust_pickle)
     for cls in OBJECT_SOURCES:
         if cls.can_open(model):
             return cls(model, start_id=start_id)
@@ -149,7 +160,8 @@ def open_source(model, *, start_id=None) -> Source:
     )
 
 
-def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False) -> Source:
+def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False,
+               trust_pickle: bool = False) -> Source:
     """:func:`open_source`, then the views ``analyze``'s options ask for.
 
     Parameters
@@ -163,15 +175,17 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
         LoRA adapters (:mod:`.lora`).
     split_fused : bool
         Split fused projections that the model's ``config.json`` describes (:mod:`.fused`).
+    trust_pickle : bool
+        Unpickle files that need it (model and base model), see :func:`open_source`.
     """
     from .deltas import DeltaSource
     from .fused import FusedSplitSource, model_config
     from .lora import LoraSource, adapter_config
 
-    source = open_source(model, start_id=start_id)
+    source = open_source(model, start_id=start_id, trust_pickle=trust_pickle)
     if split_fused:
         source = FusedSplitSource(source, model_config(model))
-    base = open_source(base_model) if base_model is not None else None
+    base = open_source(base_model, trust_pickle=trust_pickle) if base_model is not None else None
     if peft:
         config, _ = adapter_config(model)
         where = f"'{path_text(model)}'" if isinstance(model, (str, os.PathLike)) else source.description

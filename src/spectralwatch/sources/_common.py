@@ -7,16 +7,18 @@ Nothing here imports torch at module level: torch objects are recognised through
 from __future__ import annotations
 
 import abc
+import json
 import numbers
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import InvalidParameterError, UnknownFormatError
+from ..errors import CorruptFileError, InvalidParameterError, UnknownFormatError, UnsafeFileError
 from .base import LayerRef
 
 #: Default first ids, as WeightWatcher 0.7.7 numbers each kind of input: a torch module walk
@@ -277,6 +279,101 @@ def path_text(path) -> str:
     return os.fspath(path) if not isinstance(path, bytes) else path.decode(errors="replace")
 
 
+# --------------------------------------------------------------------------------------------
+# untrusted files: pickles refused unless trusted, sizes checked before allocation
+# --------------------------------------------------------------------------------------------
+
+#: how to opt in to unpickling, for error messages
+TRUST_PICKLE_HINT = ("only if you trust this file and whoever wrote it, pass trust_pickle=True (command line: "
+                     "--trust-pickle), which EXECUTES the Python code the file contains")
+#: no dimension of a tensor may exceed this (numpy's own limit on a dimension is 2**63 - 1)
+MAX_DIM = (1 << 62) - 1
+
+
+def unsafe_pickle_error(path: str, what: str, resave: str) -> UnsafeFileError:
+    """The refusal of a file that needs unpickling: why, how to re-save it, and the opt-in."""
+    return UnsafeFileError(
+        f"The file '{path}' {what}, which would have to be executed to read it: spectralwatch never executes "
+        f"code from model files by default (a pickle can run any program). {resave} Or, {TRUST_PICKLE_HINT}."
+    )
+
+
+def warn_trusted_pickle(path: str) -> None:
+    """The warning given when ``trust_pickle=True`` makes a reader unpickle ``path``."""
+    warnings.warn(
+        f"trust_pickle=True: unpickling '{path}'. Arbitrary code from this file may run (with your "
+        "permissions); use it only for files from a source you trust.",
+        UserWarning, stacklevel=3)
+
+
+#: a compressed member or dataset may decode to at most this many times its stored size (+ 1 MiB):
+#: weights never compress that well; a file claiming more is damaged or a decompression bomb
+MAX_EXPANSION = 64
+
+
+def reraise_access_errors(exc: BaseException) -> None:
+    """Re-raise a missing file or a permission problem as it is (not a damaged file)."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        raise exc
+
+
+def check_expansion(path: str, what: str, decoded: int, stored: int, *, fmt: str = "file") -> None:
+    """:class:`CorruptFileError` when ``what`` decodes to more than :data:`MAX_EXPANSION` times its stored size."""
+    if decoded > MAX_EXPANSION * stored + (1 << 20):
+        raise CorruptFileError(f"The {fmt} '{path}' is corrupted: {what} claims {decoded} bytes but stores {stored} "
+                               "(a damaged size, or a decompression bomb); refused before reading it.")
+
+
+def check_shape(path: str, what: str, shape, *, fmt: str = "file") -> tuple:
+    """``shape`` as a tuple of ints, or :class:`CorruptFileError` naming the file and the tensor.
+
+    Every dimension must be an int in ``[0, MAX_DIM]`` (what a header says is untrusted).
+    """
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if dims is None or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and 0 <= d <= MAX_DIM
+                               for d in dims):
+        raise CorruptFileError(f"The {fmt} '{path}' is corrupted: {what} has an invalid shape {shape!r}.")
+    return tuple(int(d) for d in dims)
+
+
+def parse_json(raw, where: str):
+    """JSON text (bytes or str); :class:`CorruptFileError` when it is not JSON.
+
+    ``where`` names what was read, e.g. ``"the index file '/models/x/model.safetensors.index.json'"``.
+    Also catches what ``json`` raises on hostile input besides ``ValueError``: bytes that are not
+    UTF-8 and nesting deeper than the interpreter's recursion limit.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError, TypeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+        raise CorruptFileError(f"{where[:1].upper()}{where[1:]} is not valid JSON ({reason[:300]}).") from None
+
+
+def read_json_file(path: str, what: str = "file"):
+    """:func:`parse_json` of a file's contents (an ``OSError`` other than a missing file is corruption too)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:
+        raise CorruptFileError(f"The {what} '{path}' cannot be read: {exc}.") from None
+    return parse_json(raw, f"the {what} '{path}'")
+
+
+def check_bytes_available(path: str, what: str, needed: int, available: int, *, fmt: str = "file") -> None:
+    """:class:`CorruptFileError` when a tensor needs more bytes than the file holds (checked before allocating)."""
+    if needed > available:
+        raise CorruptFileError(
+            f"The {fmt} '{path}' is corrupted or truncated: {what} needs {needed} bytes but only {available} "
+            "are left in the file.")
+
+
 class BaseSource(abc.ABC):
     """Common behaviour of the sources: ``format``, ``description``, ``layers()``."""
 
@@ -288,6 +385,8 @@ class BaseSource(abc.ABC):
     extensions: tuple = ()
     #: short phrase for error messages, e.g. "a numpy array"
     short: str = ""
+    #: a file source whose format may need unpickling: its constructor takes ``trust_pickle``
+    may_unpickle: bool = False
 
     format: str = ""
     description: str = ""

@@ -20,12 +20,11 @@ Ids start at 0 by default, as WeightWatcher 0.7.7 numbers a folder (a single fil
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
 from ..errors import CorruptFileError, UnknownFormatError
-from ._common import FOLDER_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text
+from ._common import FOLDER_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text, read_json_file
 
 __all__ = ["FolderSource", "SAFETENSORS_INDEX", "single_model_file"]
 
@@ -33,6 +32,11 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 _SINGLE_FILE_EXTENSIONS = (".gguf", ".onnx", ".keras", ".h5")
 _MODULE_DIR = re.compile(r"^\d+_\w+$")
+
+
+def _module_index(entry: dict) -> int:
+    idx = entry.get("idx", 0)
+    return idx if isinstance(idx, int) else 0
 
 
 def _files(folder: str) -> list[str]:
@@ -47,14 +51,16 @@ class FolderSource(StateDictLikeSource):
              "pytorch_model*.bin / *.pt / *.pth (these need torch) or *.npz files")
     module = "numpy"
     format = "folder"
+    may_unpickle = True
 
     @classmethod
     def can_open(cls, obj) -> bool:
         return isinstance(obj, (str, os.PathLike)) and os.path.isdir(obj)
 
-    def __init__(self, path, *, start_id=None):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
         self.path = path_text(path)
         self._start_id = check_start_id(start_id, FOLDER_START_ID)
+        self._trust = bool(trust_pickle)
         self._parts = self._open_parts()
         kinds = sorted({p.format for p in self._parts})
         self.description = f"{self.path} ({len(self._parts)} {'/'.join(kinds)} file{'s' * (len(self._parts) != 1)})"
@@ -67,7 +73,7 @@ class FolderSource(StateDictLikeSource):
         modules = self._module_folders(names)
         self._prefixes = [""] * len(parts)
         for sub in modules:  # sentence-transformers modules: the first weighted one keeps its names
-            inner = FolderSource(os.path.join(folder, sub))
+            inner = FolderSource(os.path.join(folder, sub), trust_pickle=self._trust)
             self._prefixes.extend([f"{sub}." if parts else ""] * len(inner._parts))
             parts.extend(inner._parts)
         if parts:
@@ -90,7 +96,8 @@ class FolderSource(StateDictLikeSource):
             return self._open_index(os.path.join(folder, SAFETENSORS_INDEX))
         if BIN_INDEX in names:
             index = os.path.join(folder, BIN_INDEX)
-            return [TorchFileSource(self._shard_path(index, s)) for s in sorted(set(self._read_index(index).values()))]
+            return [TorchFileSource(self._shard_path(index, s), trust_pickle=self._trust)
+                    for s in sorted(set(self._read_index(index).values()))]
         chosen = [n for n in names if n.lower().endswith(".safetensors")]
         if chosen:
             return [SafetensorsFileSource(os.path.join(folder, n)) for n in chosen]
@@ -98,17 +105,13 @@ class FolderSource(StateDictLikeSource):
                   if (n.startswith("pytorch_model") and n.lower().endswith(".bin"))
                   or n.lower().endswith((".pt", ".pth"))]
         if chosen:
-            return [TorchFileSource(os.path.join(folder, n)) for n in chosen]
+            return [TorchFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
         chosen = [n for n in names if n.lower().endswith(".npz")]
-        return [NpzFileSource(os.path.join(folder, n)) for n in chosen]
+        return [NpzFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
 
     @staticmethod
     def _read_index(index_path: str) -> dict:
-        try:
-            with open(index_path, "r", encoding="utf-8") as fh:
-                index = json.load(fh)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise CorruptFileError(f"The index file '{index_path}' is not valid JSON: {exc}") from None
+        index = read_json_file(index_path, "index file")
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise CorruptFileError(f"The index file '{index_path}' has no valid 'weight_map' object.")
@@ -138,13 +141,8 @@ class FolderSource(StateDictLikeSource):
         """Sentence-transformers module folders holding weights, in ``modules.json`` order."""
         subs = []
         if "modules.json" in names:
-            try:
-                with open(os.path.join(self.path, "modules.json"), encoding="utf-8") as fh:
-                    listed = json.load(fh)
-            except (OSError, ValueError) as exc:
-                raise CorruptFileError(f"The file '{os.path.join(self.path, 'modules.json')}' is not valid "
-                                       f"JSON: {exc}") from None
-            entries = sorted((m for m in listed if isinstance(m, dict)), key=lambda m: m.get("idx", 0)) \
+            listed = read_json_file(os.path.join(self.path, "modules.json"), "file")
+            entries = sorted((m for m in listed if isinstance(m, dict)), key=_module_index) \
                 if isinstance(listed, list) else []
             subs = [str(m.get("path", "")) for m in entries if m.get("path")]
         else:
@@ -156,7 +154,7 @@ class FolderSource(StateDictLikeSource):
             if os.path.basename(sub) != sub or not os.path.isdir(full):
                 continue
             try:
-                FolderSource(full)
+                FolderSource(full, trust_pickle=self._trust)
             except UnknownFormatError:
                 continue  # a module without weights (pooling, normalisation)
             out.append(sub)

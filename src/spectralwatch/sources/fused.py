@@ -131,9 +131,12 @@ def append_parts(refs: Iterable[LayerRef], parts: list[LayerRef], next_id: int) 
 # --------------------------------------------------------------------------------------------
 
 def _cfg(config: dict, *names, default=None):
+    """The first of ``names`` that ``config`` sets to a positive int (a config.json is untrusted input:
+    any other value, a string, a float, zero, is ignored as if absent)."""
     for n in names:
-        if config.get(n) is not None:
-            return config[n]
+        value = config.get(n)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40:
+            return value
     return default
 
 
@@ -144,6 +147,8 @@ def _qkv_sizes(config: dict) -> tuple | None:
         return None
     kv = _cfg(config, "num_key_value_heads", default=heads)
     hd = _cfg(config, "head_dim", default=d // heads)
+    if not hd:
+        return None
     return heads * hd, kv * hd, kv * hd
 
 
@@ -225,10 +230,10 @@ def model_config(model) -> dict:
         cfg = os.path.join(folder, "config.json")
         if os.path.isfile(cfg):
             try:
-                with open(cfg, encoding="utf-8") as fh:
-                    data = json.load(fh)
+                with open(cfg, "rb") as fh:
+                    data = json.loads(fh.read().decode("utf-8"))
                 return data if isinstance(data, dict) else {}
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # not readable as JSON: nothing to split by
                 return {}
         return {}
     config = getattr(model, "config", None)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import CorruptFileError, UnknownFormatError
-from ._common import STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
+from ._common import MAX_DIM, STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
 from .base import LayerRef
 from .fused import append_parts
 
@@ -173,11 +173,21 @@ def _parse(path, gguf, h: _Header, size: int):
         if dims and dims[0] % block:
             raise _corrupt(path, f"tensor '{name}' has rows of {dims[0]} values, not a multiple of the "
                                  f"{qtype.name} block size {block}")
+        if any(d > MAX_DIM for d in dims):
+            raise _corrupt(path, f"tensor '{name}' has dimensions {dims}, larger than any file can hold")
+        if offset % align:
+            raise _corrupt(path, f"tensor '{name}' starts at data offset {offset}, not a multiple of the "
+                                 f"alignment {align}")
         nbytes = n_elems * type_size // block
         start = data_start + offset
         if start + nbytes > size:
-            raise _corrupt(path, f"tensor '{name}' ends at byte {start + nbytes} but the file has {size} bytes")
+            raise _corrupt(path, f"tensor '{name}' ends at byte {start + nbytes} but the file has {size} bytes "
+                                 f"(dimensions {dims}, {qtype.name}: {nbytes} bytes from byte {start})")
         tensors.append((name, qtype, tuple(int(d) for d in reversed(dims)), start, nbytes))
+    spans = sorted((t[3], t[3] + t[4], t[0]) for t in tensors if t[4])
+    for (_s0, e0, k0), (s1, _e1, k1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise _corrupt(path, f"the data of tensors '{k0}' and '{k1}' overlap")
     return meta, tensors
 
 
@@ -207,6 +217,8 @@ def load_gguf_tensor(path: str, offset: int, nbytes: int, qtype_value: int, shap
     qtype = gguf.GGMLQuantizationType(qtype_value)
     if os.path.getsize(path) < offset + nbytes:
         raise _corrupt(path, f"a tensor ends at byte {offset + nbytes} but the file has {os.path.getsize(path)}")
+    if nbytes == 0 or 0 in shape:
+        return np.zeros(shape, dtype=np.float32)
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(nbytes,))
     try:
         name = qtype.name
@@ -280,7 +292,7 @@ class GGUFFileSource(BaseSource):
             if has_weight and not key.endswith(".weight"):
                 continue
             ref = self._ref(layer_id, key, qtype, shape, offset, nbytes, ok)
-            if len(shape) == 3 and "_exps" in key and nbytes % shape[0] == 0:
+            if len(shape) == 3 and "_exps" in key and shape[0] > 0 and nbytes % shape[0] == 0:
                 # experts are the slowest axis: expert k's rows are one contiguous byte range
                 step = nbytes // shape[0]
                 for k in range(shape[0]):

@@ -1,6 +1,6 @@
 """Keras 3 models: in-memory ``keras.Model`` objects, ``.keras`` archives and ``.h5`` files.
 
-Files are read with ``zipfile``, ``json`` and ``h5py`` only: neither Keras nor TensorFlow is
+Files (:mod:`.keras_files`) are read with ``zipfile``, ``json`` and ``h5py`` only: neither Keras nor TensorFlow is
 imported, and nothing in the file is deserialised into Python objects (a ``.keras`` archive's
 ``config.json`` is read as plain JSON, so no custom code can run). Layers are typed by their Keras
 class (from the model object, or from ``config.json`` / the ``.h5`` file's ``model_config``; for
@@ -26,25 +26,19 @@ kernels) are numbered after the walk. ``longname`` is the '/'-joined path of lay
 from __future__ import annotations
 
 import functools
-import io
-import json
 import math
-import os
 import re
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
 
-from .._optional import require
-from ..errors import CorruptFileError
-from ._common import BaseSource, check_start_id, path_text, widen_numpy
+from ._common import BaseSource, check_start_id, widen_numpy
 from .base import LayerRef
 from .fused import KERAS_GATES, append_parts, gate_parts
 
-__all__ = ["KerasModelSource", "KerasFileSource", "is_keras_model", "read_h5_dataset"]
+__all__ = ["KerasModelSource", "is_keras_model", "keras_refs"]
 
 # Keras class -> names of its variables in the order Keras 3 saves them (``vars/0``, ``vars/1``...)
 _VAR_NAMES = {
@@ -150,8 +144,12 @@ def _classify(layer: _Layer, var: str, shape: tuple):
     if var != "kernel" or nd < 2:
         return None
     if cls == "EinsumDense" or (nd >= 3 and layer.parent_cls == "MultiHeadAttention"):
-        perm, n = _einsum_layout(layer.config.get("equation"), shape, layer.path[-1] if layer.path else "")
+        equation = layer.config.get("equation")
+        perm, n = _einsum_layout(equation if isinstance(equation, str) else None, shape,
+                                 layer.path[-1] if layer.path else "")
         rows = math.prod(shape[i] for i in perm[:n])
+        if rows == 0:
+            return None
         return "dense", functools.partial(_t_einsum, perm, n), (rows, math.prod(shape) // rows), 1
     if nd == 2:
         return "dense", None, shape, 1
@@ -159,8 +157,15 @@ def _classify(layer: _Layer, var: str, shape: tuple):
         return None
     conv_shape = (shape[-1], shape[-2], *shape[:-2])
     if "Transpose" in cls:
-        return "conv_transpose", _t_conv, conv_shape, int(layer.config.get("groups", 1) or 1)
-    return f"conv{nd - 2}d", _t_conv, conv_shape, int(layer.config.get("groups", 1) or 1)
+        return "conv_transpose", _t_conv, conv_shape, _groups(layer)
+    return f"conv{nd - 2}d", _t_conv, conv_shape, _groups(layer)
+
+
+def _groups(layer: _Layer) -> int:
+    value = layer.config.get("groups", 1) or 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"layer '{'/'.join(layer.path)}' has groups = {value!r} in its config, not a positive int")
+    return value
 
 
 def _cell_parts(layer: _Layer, name: str, longname: str) -> list[LayerRef]:
@@ -268,188 +273,3 @@ class KerasModelSource(BaseSource):
 
     def layers(self) -> Iterator[LayerRef]:
         return keras_refs(list(_walk_model(self._model)), self._start_id)
-
-
-# --------------------------------------------------------------------------------------------
-# files
-# --------------------------------------------------------------------------------------------
-
-def read_h5_dataset(path: str, member: str | None, dataset: str) -> np.ndarray:
-    """One dataset of an ``.h5`` file, or of the ``.h5`` member of a ``.keras`` zip archive."""
-    h5py = require("h5py", purpose=f"read the Keras file '{path}'")
-    try:
-        if member is None:
-            with h5py.File(path, "r") as f:
-                return np.asarray(f[dataset])
-        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
-            data = fh if zf.getinfo(member).compress_type == zipfile.ZIP_STORED else io.BytesIO(fh.read())
-            with h5py.File(data, "r") as f:
-                return np.asarray(f[dataset])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError)):
-            raise
-        raise CorruptFileError(f"Cannot read '{dataset}' of the Keras file '{path}': {exc}") from None
-
-
-def _configs_by_name(config) -> dict:
-    """Every ``{'class_name', 'config': {'name'}}`` entry of a Keras config, by layer name."""
-    found: dict = {}
-
-    def visit(node):
-        if isinstance(node, dict):
-            cfg = node.get("config")
-            if isinstance(node.get("class_name"), str) and isinstance(cfg, dict) and isinstance(cfg.get("name"), str):
-                found.setdefault(cfg["name"], (node["class_name"], cfg))
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(config)
-    return found
-
-
-def _natural(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
-def _group_class(group_name: str) -> str:
-    base = re.sub(r"_\d+$", "", group_name)
-    return _GROUP_CLASS.get(base, "")
-
-
-class _H5Walker:
-    """Walks the layer groups of a Keras 3 weights file (``layers/<name>/vars/<i>``)."""
-
-    def __init__(self, path, member, configs: dict, order: list):
-        self.path, self.member, self.configs, self.order = path, member, configs, order
-
-    def layers(self, group, path=(), parent_cls="") -> Iterator[_Layer]:
-        subs = []
-        for key in group:
-            item = group[key]
-            if not hasattr(item, "keys") or key == "vars":
-                continue
-            if key == "layers":
-                subs.extend((k, item[k]) for k in item if hasattr(item[k], "keys"))
-            else:
-                subs.append((key, item))
-        rank = {n: i for i, n in enumerate(self.order)}
-        subs.sort(key=lambda kv: (rank.get(self._name(kv[0], kv[1]), len(rank)), _natural(kv[0])))
-        for key, item in subs:
-            name = self._name(key, item)
-            cls, cfg = self.configs.get(name, ("", {}))
-            if not cls or (parent_cls and key in ("cell", "query_dense", "key_dense", "value_dense", "output_dense")):
-                # no config entry (a subclassed model): Keras names groups and layers after the class
-                cls = _RNN_PARENTS.get(parent_cls) if key == "cell" else (_group_class(key) or cls
-                                                                            or _group_class(name))
-            yield _Layer(path + (name,), cls or "", dict(cfg), self._weights(item, cls or "", key), parent_cls)
-            yield from self.layers(item, path + (name,), cls or "")
-
-    @staticmethod
-    def _name(key, item) -> str:
-        vars_ = item.get("vars") if hasattr(item, "get") else None
-        name = vars_.attrs.get("name") if vars_ is not None else None
-        if isinstance(name, bytes):
-            name = name.decode()
-        return str(name) if name else key
-
-    def _weights(self, item, cls, key) -> list:
-        vars_ = item.get("vars")
-        if vars_ is None:
-            return []
-        names = _VAR_NAMES.get(cls, ())
-        out = []
-        for idx in sorted((k for k in vars_ if k.isdigit()), key=int):
-            ds = vars_[idx]
-            var = names[int(idx)] if int(idx) < len(names) else ("kernel" if int(idx) == 0 else f"var{idx}")
-            loader = functools.partial(read_h5_dataset, self.path, self.member, ds.name)
-            out.append((var, tuple(int(s) for s in ds.shape), ds.dtype.name, loader))
-        return out
-
-
-def _legacy_layers(path, f, configs) -> Iterator[_Layer]:
-    """Keras 2 / legacy ``.h5``: ``model_weights/<layer>`` with ``weight_names`` attributes."""
-    root = f["model_weights"] if "model_weights" in f else f
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", list(root))]
-    for lname in names:
-        if lname not in root:
-            continue
-        group = root[lname]
-        wnames = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
-        by_layer: dict = {}
-        for w in wnames:
-            parts = w.split(":")[0].split("/")
-            by_layer.setdefault(tuple(parts[:-1]) or (lname,), []).append((parts[-1], w))
-        for lpath, items in by_layer.items():
-            cls, cfg = configs.get(lpath[-1], ("", {}))
-            parent = ""
-            if not cls and len(lpath) > 1:
-                parent = configs.get(lpath[-2], ("", {}))[0]
-            weights = [(var, tuple(int(s) for s in group[w].shape), group[w].dtype.name,
-                        functools.partial(read_h5_dataset, path, None, group[w].name)) for var, w in items if w in group]
-            yield _Layer(lpath, cls, dict(cfg), weights, parent)
-
-
-class KerasFileSource(BaseSource):
-    """``.keras`` archives and ``.h5`` files, read with zipfile + h5py (no Keras, no TensorFlow)."""
-
-    name = "keras file"
-    reads = (".keras archives and .h5 / .weights.h5 Keras files, read with h5py without importing "
-             "Keras or TensorFlow")
-    module = "h5py"
-    extra = "keras"
-    format = "keras"
-    extensions = (".keras", ".h5", ".hdf5")
-
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
-
-    def __init__(self, path, *, start_id=None):
-        self.path = path_text(path)
-        self.description = self.path
-        self._start_id = check_start_id(start_id, 0)
-        self._layers = self._scan()
-
-    def _scan(self) -> list[_Layer]:
-        h5py = require("h5py", purpose=f"read the Keras file '{self.path}'")
-        try:
-            if self.path.lower().endswith(".keras"):
-                return self._scan_archive(h5py)
-            with h5py.File(self.path, "r") as f:
-                return self._scan_h5(f, None)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            if isinstance(exc, (FileNotFoundError, PermissionError, CorruptFileError)):
-                raise
-            raise CorruptFileError(f"The Keras file '{self.path}' is corrupted or truncated: "
-                                   f"{type(exc).__name__}: {exc}") from None
-
-    def _scan_archive(self, h5py) -> list[_Layer]:
-        with zipfile.ZipFile(self.path) as zf:
-            names = zf.namelist()
-            if "model.weights.h5" not in names:
-                raise CorruptFileError(f"The Keras archive '{self.path}' has no model.weights.h5 "
-                                       f"(it holds: {', '.join(names[:10]) or 'nothing'}).")
-            config = json.loads(zf.read("config.json")) if "config.json" in names else {}
-            stored = zf.getinfo("model.weights.h5").compress_type == zipfile.ZIP_STORED
-            with zf.open("model.weights.h5") as fh:
-                # a stored member is read in place (h5py seeks in it); a compressed one is inflated
-                with h5py.File(fh if stored else io.BytesIO(fh.read()), "r") as f:
-                    return self._scan_h5(f, "model.weights.h5", config)
-
-    def _scan_h5(self, f, member, config=None) -> list[_Layer]:
-        if config is None and "model_config" in f.attrs:
-            raw = f.attrs["model_config"]
-            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        configs = _configs_by_name(config or {})
-        if "model_weights" in f or "layer_names" in f.attrs:
-            return list(_legacy_layers(self.path, f, configs))
-        top = (config or {}).get("config", {}).get("layers", []) if isinstance(config, dict) else []
-        order = [e.get("config", {}).get("name") for e in top if isinstance(e, dict)]
-        return list(_H5Walker(self.path, member, configs, order).layers(f))
-
-    def layers(self) -> Iterator[LayerRef]:
-        return keras_refs(self._layers, self._start_id)
-

@@ -32,7 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import CorruptFileError, InvalidParameterError
 from ..matrices import low_rank_core
 from .base import LayerRef
 from .deltas import match_names
@@ -53,9 +53,9 @@ def adapter_config(model) -> tuple[dict, str]:
     if not os.path.isfile(cfg):
         return {}, ""
     try:
-        with open(cfg, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        with open(cfg, "rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable: the adapter is read without its config
         return {}, cfg
     return (data if isinstance(data, dict) else {}), cfg
 
@@ -63,12 +63,25 @@ def adapter_config(model) -> tuple[dict, str]:
 def _pattern_value(patterns, prefix: str, default):
     if isinstance(patterns, dict):
         for key, value in patterns.items():
-            if prefix == key or prefix.endswith("." + key) or re.fullmatch(rf".*\.{key}", prefix):
-                return value
+            try:
+                if prefix == key or prefix.endswith("." + key) or re.fullmatch(rf".*\.{key}", prefix):
+                    return value
+            except re.error:  # not a regular expression: only the exact names above match it
+                continue
     return default
 
 
-def _scale(prefix: str, adapter: str, r: int, config: dict, model) -> float:
+def _config_number(value, what: str, where: str, *, positive: bool) -> float:
+    """A number of ``adapter_config.json`` (untrusted input), or an error naming the file and the key."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        raise CorruptFileError(
+            f"The adapter_config.json of {where} gives '{what}' = {value!r}, not a {'positive ' if positive else ''}"
+            "finite number: fix the file, or pass peft=True (which does not use PEFT's scale).")
+    return float(value)
+
+
+def _scale(prefix: str, adapter: str, r: int, config: dict, model, where: str = "") -> float:
     """PEFT's scale of ``B A`` for the module at ``prefix``."""
     module_scaling = _module_scaling(model, prefix, adapter)
     if module_scaling is not None:
@@ -77,8 +90,9 @@ def _scale(prefix: str, adapter: str, r: int, config: dict, model) -> float:
         return 1.0
     alpha = _pattern_value(config.get("alpha_pattern"), prefix, config.get("lora_alpha", r))
     rank = _pattern_value(config.get("rank_pattern"), prefix, r)
-    rank = rank or r
-    return float(alpha) / (math.sqrt(rank) if config.get("use_rslora") else rank)
+    alpha = _config_number(alpha, "lora_alpha", where, positive=False)
+    rank = _config_number(rank or r, "r", where, positive=True)
+    return alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
 
 
 def _module_scaling(model, prefix: str, adapter: str):
@@ -214,7 +228,7 @@ class LoraSource:
         prefix, adapter = key
         a = ab["A"]
         transpose = self._check(prefix, a, b, w)
-        scale = _scale(prefix, adapter, int(a.shape[0]), self._config, self._model)
+        scale = _scale(prefix, adapter, int(a.shape[0]), self._config, self._model, self._where)
         name, longname = self._names(prefix, adapter, "lora_W_plus_AB", b)
         return dataclasses.replace(b, name=name, longname=longname, layer_type=w.layer_type,
                                    shape=tuple(w.shape), dtype=w.dtype, quant=w.quant,

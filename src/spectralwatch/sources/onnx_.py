@@ -21,6 +21,7 @@ tensor's name (without a trailing ``.weight``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import defaultdict
@@ -29,8 +30,8 @@ from typing import Iterator
 import numpy as np
 
 from .._optional import require
-from ..errors import CorruptFileError
-from ._common import BaseSource, check_start_id, path_text, widen_numpy
+from ..errors import CorruptFileError, SpectralWatchError
+from ._common import BaseSource, check_shape, check_start_id, path_text, widen_numpy
 from .base import LayerRef
 from .fused import append_parts, gate_parts
 
@@ -48,6 +49,11 @@ def is_onnx_model(obj) -> bool:
     return onnx is not None and isinstance(obj, getattr(onnx, "ModelProto", ()))
 
 
+def _text(name) -> str:
+    """A protobuf string field as str (a damaged file can hold bytes that are not UTF-8)."""
+    return name.decode("utf-8", errors="replace") if isinstance(name, bytes) else str(name)
+
+
 def _attr(node, name, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -59,26 +65,48 @@ def _attr(node, name, default=None):
 class _Graph:
     """The weights of a graph and who consumes them."""
 
-    def __init__(self, model, base_dir: str | None):
+    def __init__(self, model, base_dir: str | None, where: str):
         onnx = require("onnx", purpose="read an ONNX model")
-        self.onnx, self.base_dir = onnx, base_dir
+        self.onnx, self.base_dir, self.where = onnx, base_dir, where
         graph = model.graph
         self.tensors = {t.name: t for t in graph.initializer}
-        self.order = [t.name for t in graph.initializer]
+        self.order = list(self.tensors)  # a repeated name is read once
         for node in graph.node:
             if node.op_type == "Constant" and node.output:
                 value = _attr(node, "value")
                 if value is not None and hasattr(value, "dims") and node.output[0] not in self.tensors:
                     self.tensors[node.output[0]] = value
                     self.order.append(node.output[0])
+        for name in self.order:
+            self._check(self.tensors[name])
         self.consumers = defaultdict(list)
         self.dequant = {}  # DequantizeLinear output -> (quantised tensor, scale, zero point, axis)
         for node in graph.node:
             for k, name in enumerate(node.input):
                 self.consumers[name].append((node, k))
-            if node.op_type == "DequantizeLinear" and node.input and node.input[0] in self.tensors:
+            if node.op_type == "DequantizeLinear" and node.input and node.output and node.input[0] in self.tensors:
                 ins = list(node.input) + [""] * 3
                 self.dequant[node.output[0]] = (node.input[0], ins[1], ins[2], _attr(node, "axis", 1))
+
+    def _check(self, t) -> None:
+        """Dims that the stored data can fill, checked before anything is allocated from them."""
+        shape = check_shape(self.where, f"tensor '{t.name}'", list(t.dims), fmt="ONNX model")
+        try:
+            bits = 8 * np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except Exception:  # an element type this onnx does not know: reading it fails on its own
+            return
+        packed = t.data_type in _PACKED_4BIT
+        bits = 4 if packed else bits
+        if t.data_location == self.onnx.TensorProto.EXTERNAL:
+            available = _external_bytes(t, self.base_dir) * 8 // bits
+        elif t.HasField("raw_data"):
+            available = len(t.raw_data) * 8 // bits
+        else:  # typed fields: one element per value (two for packed 4-bit types)
+            available = max((len(getattr(t, f)) for f in _TYPED_FIELDS), default=0) * (2 if packed else 1)
+        n = math.prod(shape)
+        if n > available:
+            raise CorruptFileError(f"The ONNX model {self.where} is corrupted or truncated: tensor '{t.name}' of "
+                                   f"shape {shape} has {n} elements but its data holds at most {available}.")
 
     def array(self, name: str) -> np.ndarray:
         return self.onnx.numpy_helper.to_array(self.tensors[name], base_dir=self.base_dir or "")
@@ -89,6 +117,28 @@ class _Graph:
             return np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).name
         except Exception:  # pragma: no cover - exotic element types
             return str(t.data_type)
+
+
+#: element types stored two per byte
+_PACKED_4BIT = (21, 22, 23)  # UINT4, INT4, FLOAT4E2M1
+_TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+
+def _external_bytes(t, base_dir: str | None) -> int:
+    """Bytes an external tensor may read: its ``length``, else what its file holds after ``offset``."""
+    info = {e.key: e.value for e in t.external_data}
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        return 0
+    if length is not None:
+        return max(0, length)
+    path = os.path.join(base_dir or "", info.get("location", ""))
+    try:
+        return max(0, os.path.getsize(path) - offset)
+    except OSError:
+        return 0
 
 
 def _dequantise(q: np.ndarray, scale: np.ndarray, zero, axis: int) -> np.ndarray:
@@ -116,7 +166,7 @@ class _Weight:
     def _consumer(self):
         uses = self.graph.consumers.get(self.name, [])
         for node, k in uses:
-            if node.op_type == "DequantizeLinear" and k == 0:
+            if node.op_type == "DequantizeLinear" and k == 0 and node.output and node.output[0] in self.graph.dequant:
                 _q, scale, zero, axis = self.graph.dequant[node.output[0]]
                 self.quant_from = (scale, zero, axis, "DequantizeLinear")
                 later = self.graph.consumers.get(node.output[0], [])
@@ -140,12 +190,17 @@ class _Weight:
             self.layer_type = "dense"
             self.transpose = op == "Gemm" and k == 1 and not _attr(node, "transB", 0)
         elif op in ("Conv", "ConvTranspose") and k == 1 and len(shape) in _CONV_BY_RANK:
+            group = _attr(node, "group", 1)
+            if not (isinstance(group, int) and 1 <= group <= max(1, shape[0])):  # groups divide the channels
+                self.skip = f"its '{op}' node ('{node.name}') has an invalid group attribute {group!r}"
+                return
             self.layer_type = "conv_transpose" if op == "ConvTranspose" else _CONV_BY_RANK[len(shape)]
-            self.groups = int(_attr(node, "group", 1) or 1)
+            self.groups = group
         elif op == "Gather" and k == 0 and len(shape) == 2:
             self.layer_type = "embedding"
         elif op in _ONNX_GATES and k in (1, 2) and len(shape) == 3:
-            self.layer_type, self.gates = _ONNX_GATES[op]
+            self.layer_type, gates = _ONNX_GATES[op]
+            self.gates = (self.layer_type, gates)
         elif len(shape) >= 2:
             self.skip = f"used by a '{op}' node ('{node.name}'), not as a layer's weight"
         else:
@@ -165,8 +220,9 @@ class _Weight:
                 scale, zero, axis, _ = self.quant_from
                 W = _dequantise(W, g.array(scale) if scale else np.ones((), np.float32),
                                 g.array(zero) if zero in g.tensors else None, axis)
-        except (ValueError, TypeError, OSError, KeyError) as exc:
-            raise CorruptFileError(f"Cannot read the ONNX tensor '{self.name}': {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # onnx reading untrusted data (external files included): any failure is corruption
+            raise CorruptFileError(f"Cannot read the tensor '{self.name}' of the ONNX model {g.where}: "
+                                   f"{type(exc).__name__}: {str(exc)[:300]}") from None
         if self.transpose:
             W = W.T
         return widen_numpy(np.ascontiguousarray(W), copy=False)
@@ -196,9 +252,16 @@ class ONNXModelSource(BaseSource):
 
     def __init__(self, model, *, start_id=None):
         self._start_id = check_start_id(start_id, 0)
-        self._graph = _Graph(model, self._base_dir)
         if not self.description:
             self.description = f"ONNX model ({model.graph.name or 'graph'}, {len(model.graph.initializer)} initializers)"
+        where = f"'{self.path}'" if getattr(self, "path", None) else self.description
+        try:
+            self._graph = _Graph(model, self._base_dir, where)
+        except SpectralWatchError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:  # odd attributes, types...
+            raise CorruptFileError(f"The ONNX model {where} cannot be read: {type(exc).__name__}: "
+                                   f"{str(exc)[:300]}") from None
 
     def layers(self) -> Iterator[LayerRef]:
         parts: list[LayerRef] = []
@@ -207,12 +270,17 @@ class ONNXModelSource(BaseSource):
     def _walk(self, parts: list) -> Iterator[LayerRef]:
         g = self._graph
         for k, tname in enumerate(g.order):
-            w = _Weight(g, tname)
+            try:
+                w = _Weight(g, tname)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise CorruptFileError(f"The ONNX model {g.where} has a node using tensor '{tname}' that cannot be "
+                                       f"read: {type(exc).__name__}: {str(exc)[:300]}") from None
             shape = tuple(int(d) for d in g.tensors[tname].dims)
             if w.transpose:
                 shape = shape[::-1]
-            longname = tname[: -len(".weight")] if tname.endswith(".weight") else tname
-            name = (w.node.name if w.node is not None and w.node.name else "") or longname
+            text = _text(tname)
+            longname = text[: -len(".weight")] if text.endswith(".weight") else text
+            name = (_text(w.node.name) if w.node is not None and w.node.name else "") or longname
             dtype = "float32" if w.quant_from is not None else g.dtype(tname)
             ref = LayerRef(layer_id=self._start_id + k, name=name, longname=longname, layer_type=w.layer_type,
                            shape=shape, dtype=dtype, loader=w.load, quant=w.quant, groups=w.groups, skip=w.skip)

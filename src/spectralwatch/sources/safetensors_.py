@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import CorruptFileError, NotYetSupportedError
-from ._common import STATE_DICT_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text
+from ._common import MAX_DIM, STATE_DICT_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text
 
 __all__ = ["SafetensorsFileSource", "SafetensorsTensor", "read_safetensors_header"]
 
@@ -146,6 +146,8 @@ def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _corrupt(path, f"the header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise _corrupt(path, "the header is JSON nested too deeply to be a safetensors header") from None
     if not isinstance(header, dict):
         raise _corrupt(path, f"the header is a JSON {type(header).__name__}, not an object")
 
@@ -163,7 +165,7 @@ def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if not isinstance(dtype, str):
             raise _corrupt(path, f"tensor '{key}' has no dtype")
-        if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+        if not isinstance(shape, list) or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape):
             raise _corrupt(path, f"tensor '{key}' has an invalid shape {shape!r}")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int for o in offsets)):
@@ -175,11 +177,12 @@ def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
             raise _corrupt(path, f"tensor '{key}' ends at byte {end} of the data section, which "
                                  f"has only {data_size} bytes")
         spec = _DTYPES.get(dtype)
-        if spec is not None:
-            expected_bits = math.prod(shape) * spec.bits
-            if expected_bits != 8 * (end - begin):
-                raise _corrupt(path, f"tensor '{key}' of shape {shape} and dtype {dtype} needs "
-                                     f"{expected_bits / 8:g} bytes but its data_offsets span {end - begin}")
+        if spec is None:
+            raise _corrupt(path, f"tensor '{key}' has the unknown dtype {dtype[:40]!r} (known: {', '.join(_DTYPES)})")
+        expected_bits = math.prod(shape) * spec.bits
+        if expected_bits != 8 * (end - begin):
+            raise _corrupt(path, f"tensor '{key}' of shape {shape} and dtype {dtype} needs "
+                                 f"{expected_bits / 8:g} bytes but its data_offsets span {end - begin}")
         tensors.append(SafetensorsTensor(key, dtype, tuple(shape), data_start + begin, end - begin))
 
     spans = sorted((t.start, t.start + t.nbytes, t.key) for t in tensors if t.nbytes)

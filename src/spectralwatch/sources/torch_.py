@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import struct
+import zipfile
 from collections.abc import Mapping
 from typing import Iterator
 
@@ -16,7 +18,7 @@ from ..errors import CorruptFileError, UnknownFormatError, UnsafeFileError
 from ._common import (ARRAY_START_ID, MODULE_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource,
                       TensorEntry, _has_tensor_values, check_start_id, describe_object, is_torch_module,
                       is_torch_tensor, mapping_entries, path_text, torch_dtype_name, torch_to_numpy,
-                      unwrap_checkpoint)
+                      unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle)
 from .base import LayerRef
 from .fused import append_parts, packed_parts
 from .numpy_ import single_layer
@@ -194,14 +196,45 @@ class TorchTensorSource(BaseSource):
 # --------------------------------------------------------------------------------------------
 
 _UNSAFE_HINT = re.compile(r"GLOBAL\s+([\w.]+)")
+_RESAVE = ("Re-save the weights as a plain state dict (torch.save(model.state_dict(), path)) or as safetensors "
+           "(safetensors.torch.save_file(model.state_dict(), path)) and pass that file.")
+#: what torch.load raises on a damaged file (besides pickle.UnpicklingError)
+_LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, AttributeError, TypeError,
+                OverflowError, struct.error, UnicodeDecodeError, MemoryError, zipfile.BadZipFile, RecursionError,
+                AssertionError)  # torch asserts on some damaged legacy files
 
 
-def _torch_load(path: str):
-    """``torch.load`` that never executes pickled code, mapped to spectralwatch errors."""
+def _corrupt(path: str, exc: BaseException) -> CorruptFileError:
+    return CorruptFileError(
+        f"The file '{path}' is not a readable PyTorch file (truncated, corrupted or not written by torch.save): "
+        f"{type(exc).__name__}: {_first_line(str(exc))}")
+
+
+def _torch_load(path: str, trust_pickle: bool = False):
+    """``torch.load`` that never executes pickled code unless ``trust_pickle``, mapped to spectralwatch errors.
+
+    The file is always read with ``weights_only=True`` first; only a file that this refuses, and only
+    with ``trust_pickle=True``, is read again with ``weights_only=False`` (after a warning).
+    """
     torch = require("torch", purpose=f"read the PyTorch file '{path}'")
+    try:
+        return _load(torch, path, weights_only=True)
+    except UnsafeFileError:
+        if not trust_pickle:
+            raise
+    warn_trusted_pickle(path)
+    try:
+        return _load(torch, path, weights_only=False)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # a trusted pickle runs arbitrary code: anything can come out of it
+        raise CorruptFileError(f"The file '{path}' could not be unpickled, even with trust_pickle=True: "
+                               f"{type(exc).__name__}: {_first_line(str(exc))}") from None
 
+
+def _load(torch, path: str, *, weights_only: bool):
     def attempt(mmap: bool):
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
 
     try:
         try:
@@ -213,25 +246,17 @@ def _torch_load(path: str):
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         match = _UNSAFE_HINT.search(msg)
-        if match or "Unsupported global" in msg:
+        if weights_only and (match or "Unsupported global" in msg):
             what = f" (it refers to '{match.group(1)}')" if match else ""
-            raise UnsafeFileError(
-                f"The file '{path}' contains pickled Python objects{what} that would have to be "
-                "executed to read it. spectralwatch never executes code from model files. Re-save "
-                "the weights as a plain state dict (torch.save(model.state_dict(), path)) or as "
-                "safetensors (safetensors.torch.save_file(model.state_dict(), path)) and pass that file."
-            ) from None
+            raise unsafe_pickle_error(path, f"contains pickled Python objects{what}", _RESAVE) from None
         raise CorruptFileError(
             f"The file '{path}' is not a readable PyTorch file (truncated, corrupted or not written "
             f"by torch.save): {_first_line(msg)}"
         ) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise CorruptFileError(
-            f"The file '{path}' is not a readable PyTorch file (truncated, corrupted or not written "
-            f"by torch.save): {type(exc).__name__}: {_first_line(str(exc))}"
-        ) from None
+    except _LOAD_ERRORS as exc:
+        raise _corrupt(path, exc) from None
 
 
 def _first_line(msg: str) -> str:
@@ -242,9 +267,9 @@ def _first_line(msg: str) -> str:
     return ""
 
 
-def load_state_dict_file(path: str) -> Mapping:
+def load_state_dict_file(path: str, trust_pickle: bool = False) -> Mapping:
     """The state dict stored in a torch file (checkpoint wrappers removed)."""
-    obj = _torch_load(path)
+    obj = _torch_load(path, trust_pickle)
     if not isinstance(obj, Mapping):
         raise UnknownFormatError(
             f"The file '{path}' holds {describe_object(obj)}, not a state dict (a mapping of "
@@ -264,21 +289,22 @@ class TorchFileSource(StateDictLikeSource):
 
     name = "pytorch file"
     reads = (".pt/.pth/.bin/.ckpt files written by torch.save (state dicts or checkpoints), "
-             "loaded without executing pickled code")
+             "loaded without executing pickled code (unless trust_pickle=True)")
     module = "torch"
     extra = "torch"
     format = "pytorch"
     extensions = (".pt", ".pth", ".bin", ".ckpt")
+    may_unpickle = True
 
     @classmethod
     def can_open(cls, obj) -> bool:
         return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
 
-    def __init__(self, path, *, start_id=None):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
         self.path = path_text(path)
         self.description = self.path
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
-        self._state_dict = load_state_dict_file(self.path)
+        self._state_dict = load_state_dict_file(self.path, trust_pickle)
 
     def entries(self) -> list[TensorEntry]:
         return mapping_entries(self._state_dict)
