@@ -86,7 +86,7 @@ def _first_positions(X: np.ndarray) -> np.ndarray:
 def _exact_pairs(logd, alphas, rows, cands, F=None):
     """Exact KS distance of the candidates ``(rows[p], cands[p])``, in 2-D blocks of similar width.
 
-    Same operations, in the same order, as :func:`spectralwatch.fit._exact_ks` (bit-identical D).
+    Same operations, in the same order, as :func:`spectralwatch._ks_scan._exact_ks` (bit-identical D).
     """
     n = logd.shape[1]
     out = np.empty(rows.size)
