@@ -40,14 +40,17 @@ def test_default_executor_uses_threads_when_the_eigensolver_releases_the_gil(mon
     import spectralwatch._lapack as lapack
     from spectralwatch.executors import _auto_kind
 
-    tasks = [(None, {"N": 64, "M": 32, "rf": 1})] * 10
+    tasks = [(None, {"N": 1536, "M": 384, "rf": 1})] * 10
+    tiny = [(None, {"N": 64, "M": 64, "rf": 1})] * 60
     monkeypatch.setattr(lapack, "nogil_available", lambda: True)
     assert _auto_kind(tasks, None) == ("threads", min(len(os.sched_getaffinity(0)), 10)) or \
         len(os.sched_getaffinity(0)) == 1
     assert _auto_kind(tasks[:1], None) == ("serial", 1)
     assert _auto_kind(tasks, 3) == ("threads", 3)
+    assert _auto_kind(tiny, None) == ("serial", 1)  # threads would only add their overhead
+    assert _auto_kind(tiny, 2) == ("threads", 2)
     monkeypatch.setattr(lapack, "nogil_available", lambda: False)
-    assert _auto_kind(tasks, None) == ("serial", 1)  # small: a process pool would not pay
+    assert _auto_kind(tiny, None) == ("serial", 1)  # small: a process pool would not pay
     assert _auto_kind(tasks, 2) == ("processes", 2)
 
 
@@ -211,3 +214,34 @@ def test_cli_executor_choice_gives_the_same_table(npz_model, capsys):
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2]
     assert main(["analyze", str(npz_model), "--executor", "fibers"]) == 2
+
+
+def test_a_dominant_layer_gets_every_core_for_its_gram_before_the_others_start(monkeypatch):
+    import threading
+
+    import spectralwatch.executors as executors
+    import spectralwatch.spectrum as spectrum
+
+    log = []
+    lock = threading.Lock()
+    real_layer, real_done = executors.analyze_layer, spectrum._gram_done
+
+    def spy_layer(ref, options, geometry):
+        with lock:
+            log.append(("start", ref.name))
+        return real_layer(ref, options, geometry)
+
+    def spy_done():
+        with lock:
+            log.append(("gram", threading.current_thread().name))
+        real_done()
+
+    monkeypatch.setattr(executors, "analyze_layer", spy_layer)
+    monkeypatch.setattr(spectrum, "_gram_done", spy_done)
+    refs = _refs(6)
+    refs[3] = LayerRef(layer_id=3, name="big", longname="big", layer_type="dense", shape=(900, 600),
+                       dtype="float64", loader=functools.partial(_weights, 3, (900, 600)))
+    rows = _run(refs, executor="threads", workers=2)
+    assert log[0] == ("start", "big") and log[1][0] == "gram"  # nothing else started before its Gram
+    assert sorted(name for kind, name in log if kind == "start") == sorted(r.name for r in refs)
+    assert [r["alpha"] for r in rows] == [r["alpha"] for r in _run(refs, workers=1)]

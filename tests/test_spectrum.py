@@ -170,3 +170,19 @@ def test_eigensolver_reports_non_convergence_as_linalg_error():
     g = np.full((1, 4, 4), np.nan)
     with pytest.raises(np.linalg.LinAlgError):
         eigvalsh_inplace(g)
+
+
+def test_two_stage_reduction_for_wide_matrices_is_as_accurate_and_deterministic(monkeypatch):
+    import spectralwatch._lapack as lapack
+
+    lapack._solver()
+    if lapack._STATE.get("two") is None:
+        pytest.skip("numpy's LAPACK has no dsyevd_2stage (or no GIL-free binding)")
+    monkeypatch.setattr(lapack, "TWO_STAGE_MIN_M", 64)  # small sizes take the two-stage route too
+    W = np.random.default_rng(5).standard_normal((300, 200))
+    g = W.T @ W
+    want = np.linalg.eigvalsh(g)
+    got = lapack.eigvalsh_inplace(g[None].copy())[0]
+    again = lapack.eigvalsh_inplace(g[None].copy())[0]
+    np.testing.assert_array_equal(got, again)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * want[-1])

@@ -7,6 +7,13 @@ very ``dsyevd`` that numpy is linked against through :mod:`ctypes`, which releas
 the same arguments numpy passes (``jobz='N'``, ``uplo='L'``, the optimal workspace from a
 workspace query), so the eigenvalues are bit-identical to ``numpy.linalg.eigvalsh``'s.
 
+From ``TWO_STAGE_MIN_M`` on, the two-stage tridiagonal reduction (``dsyevd_2stage``, LAPACK 3.7;
+the dense-to-band step is matrix-matrix work, so it is not bound by memory bandwidth as the
+one-stage reduction is) is used instead: single-threaded, 1.5x faster at M = 2048 (0.46 s
+against 0.67 s here) and 1.6x at M = 4096 (3.1 s against 4.9 s), as fast as the one-stage solver
+on two threads. Its eigenvalues differ from ``eigvalsh``'s in the last bits (relative 1e-15), the
+same accuracy (both are backward stable); they are the same wherever a layer runs.
+
 The binding is used only when it can be trusted: numpy's LAPACK must be a library whose
 ``dsyevd`` symbol has the ILP64 ``64_`` suffix (numpy's PyPI wheels: ``scipy_dsyevd_64_`` in
 scipy-openblas64), and a self-test on first use must reproduce ``numpy.linalg.eigvalsh`` bit for
@@ -24,6 +31,8 @@ import numpy as np
 __all__ = ["eigvalsh_inplace", "nogil_available"]
 
 _SYMBOLS = ("scipy_dsyevd_64_", "dsyevd_64_", "openblas_dsyevd_64_")
+#: matrices at least this wide use the two-stage reduction (below, both take the same time)
+TWO_STAGE_MIN_M = 1536
 _STATE: dict = {}
 _LOCK = threading.Lock()
 
@@ -41,7 +50,7 @@ def _numpy_lapack_paths() -> list:
 
 
 def _bind():
-    """The ``dsyevd`` function of numpy's LAPACK (ILP64), or None."""
+    """The ``dsyevd`` and ``dsyevd_2stage`` functions of numpy's LAPACK (ILP64), or Nones."""
     for path in _numpy_lapack_paths():
         try:
             lib = ctypes.CDLL(path)
@@ -51,8 +60,11 @@ def _bind():
             func = getattr(lib, name, None)
             if func is not None:
                 func.restype = None
-                return func
-    return None
+                two = getattr(lib, name.replace("dsyevd", "dsyevd_2stage"), None)
+                if two is not None:
+                    two.restype = None
+                return func, two
+    return None, None
 
 
 _I64 = ctypes.c_int64
@@ -81,31 +93,39 @@ def _call_dsyevd(func, a: np.ndarray, w: np.ndarray) -> int:
     return info.value
 
 
-def _self_test(func) -> bool:
+def _self_test(func, exact: bool = True) -> bool:
+    """``func`` reproduces ``eigvalsh`` (bit for bit when ``exact``, else to 1e-12 relative)."""
     rng = np.random.default_rng(12345)
     for n in (1, 7, 40):
         x = rng.standard_normal((n + 3, n))
         g = x.T @ x
         want = np.linalg.eigvalsh(g)
         a, w = g.copy(), np.empty(n)
-        if _call_dsyevd(func, a, w) != 0 or not np.array_equal(w, want):
+        if _call_dsyevd(func, a, w) != 0:
+            return False
+        if not (np.array_equal(w, want) if exact else np.allclose(w, want, rtol=1e-12, atol=1e-12 * want[-1])):
             return False
     return True
 
 
-def _solver():
+def _solver(two_stage: bool = False):
     if "func" not in _STATE:
         with _LOCK:
             if "func" not in _STATE:
-                func = None
+                func = two = None
                 if os.environ.get("SPECTRALWATCH_NO_NOGIL_LAPACK", "") in ("", "0"):
                     try:
-                        func = _bind()
+                        func, two = _bind()
                         if func is not None and not _self_test(func):
-                            func = None
+                            func = two = None
+                        if two is not None and not _self_test(two, exact=False):
+                            two = None
                     except (OSError, AttributeError, ValueError):  # pragma: no cover - exotic builds
-                        func = None
+                        func = two = None
+                _STATE["two"] = two
                 _STATE["func"] = func
+    if two_stage and _STATE.get("two") is not None and _STATE["func"] is not None:
+        return _STATE["two"]
     return _STATE["func"]
 
 
@@ -118,9 +138,9 @@ def eigvalsh_inplace(gram: np.ndarray) -> np.ndarray:
     """Ascending eigenvalues of each symmetric matrix of a C-ordered stack ``(k, M, M)``.
 
     The matrices are overwritten (the Gram buffers are scratch). Equal, bit for bit, to
-    ``numpy.linalg.eigvalsh(gram)`` for exactly symmetric input.
+    ``numpy.linalg.eigvalsh(gram)`` for exactly symmetric input narrower than ``TWO_STAGE_MIN_M``.
     """
-    func = _solver()
+    func = _solver(two_stage=gram.shape[-1] >= TWO_STAGE_MIN_M)
     if func is None or gram.dtype != np.float64 or not gram.flags.c_contiguous:
         return np.linalg.eigvalsh(gram)
     k, m = gram.shape[0], gram.shape[-1]

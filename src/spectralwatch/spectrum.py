@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -95,6 +96,27 @@ def gram_threads() -> int:
         except AttributeError:  # pragma: no cover - not on Linux
             _THREADS.append(os.cpu_count() or 1)
     return _THREADS[0]
+
+
+_LOCAL = threading.local()
+
+
+def _gram_done() -> None:
+    """Tell the executor that this thread's layer has its Gram matrices (see ``on_gram_done``)."""
+    callback = getattr(_LOCAL, "on_gram_done", None)
+    if callback is not None:
+        _LOCAL.on_gram_done = None
+        callback()
+
+
+@contextlib.contextmanager
+def on_gram_done(callback):
+    """Call ``callback()`` once, in this thread, when the next layer's Gram products are done."""
+    _LOCAL.on_gram_done = callback
+    try:
+        yield
+    finally:
+        _LOCAL.on_gram_done = None
 
 
 def set_gram_threads(n: int) -> None:
@@ -208,6 +230,7 @@ def layer_spectrum(mats: LayerMatrices, *, method: str = "auto",
             gram = np.empty((stack.shape[0], stack.shape[2], stack.shape[2]))
             for i, W in enumerate(stack):
                 gram_matrix(W, out=gram[i])
+            _gram_done()
             evals = _gram_evals(gram)
             route = "gram"
             if method == "auto":
