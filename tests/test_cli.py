@@ -135,6 +135,7 @@ def test_parquet_format(npz, tmp_path, capsysbinary, monkeypatch):
         import pandas as pd
 
         assert list(pd.read_parquet(out)["name"]) == ["fc1", "fc2"]
+        capsysbinary.readouterr()
     monkeypatch.setattr(emit, "is_available", lambda name: False)
     assert main(["analyze", str(npz), "--format", "parquet"]) == 1
     err = capsysbinary.readouterr().err.decode()
