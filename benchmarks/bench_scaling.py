@@ -6,14 +6,15 @@
 
 Parts (each prints a table; ratios are measured in the same run, on the same machine):
 
-* ``floor``  spectralwatch end to end (workers=1, and default settings: threads in one process) vs the *floor*: the sum
-  over the analysed layers of the fastest single float64 eigenvalue call for that layer's matrices
-  (Gram product + ``eigvalsh`` with the machine's default BLAS threads, or ``gesdd``, whichever is
-  faster), on GPT-2-small-shaped and VGG11-shaped checkpoints generated on disk; with
-  ``--reference`` also WeightWatcher 0.7.7 on the same weights.
+* ``floor``  spectralwatch end to end (``workers=1``, and default settings: threads in one process)
+  vs the *floor*: the sum over the analysed layers of the fastest single float64 eigenvalue call for
+  that layer's matrices (Gram product + ``eigvalsh``, Gram product + the two-stage
+  ``dsyevd_2stage``, or ``gesdd``, on the machine's default BLAS threads, whichever is fastest), on
+  GPT-2-small-shaped and VGG11-shaped checkpoints generated on disk; with ``--reference`` also
+  WeightWatcher 0.7.7 on the same weights.
 * ``size``   time and peak RSS of ``analyze(path)`` in a fresh subprocess for generated safetensors
-  checkpoints from GPT-2-small (124M parameters) to a ~1B-parameter Llama shape, with the floor of
-  each (so the growth of time can be compared with the growth of the floor).
+  checkpoints from GPT-2-small (its 86M block parameters) to TinyLlama-1.1B's blocks (0.97B), with
+  the floor of each (so the growth of time can be compared with the growth of the floor).
 * ``workers`` 1 vs 2 workers on models of >= 50 layers: threads (the default kind) and processes.
 * ``dask``   a dask.distributed LocalCluster (2 workers) vs the local process pool.
 
@@ -88,13 +89,17 @@ def write_checkpoint(model: str, folder: Path) -> tuple[Path, int]:
 
 
 def floor_seconds(path: Path) -> float:
-    """Sum over analysed layers of the fastest float64 eigenvalue call (default BLAS threads)."""
+    """Sum over analysed layers of the fastest float64 eigenvalue route (default BLAS threads)."""
     import scipy.linalg
 
     import spectralwatch
     from spectralwatch.matrices import layer_matrices
     from spectralwatch.sources import open_source
 
+    from spectralwatch._lapack import _call_dsyevd, _solver
+
+    _solver()
+    two_stage = _solver(two_stage=True) if _solver(two_stage=True) is not _solver() else None
     analysed = set(spectralwatch.describe(path)["layer_id"])
     total = 0.0
     for ref in open_source(path).layers():
@@ -102,11 +107,15 @@ def floor_seconds(path: Path) -> float:
             continue
         mats = layer_matrices(ref.load(), ref.layer_type)
         best = float("inf")
-        for route in ("gram", "svd"):
+        for route in ("gram", "gram-2stage", "svd"):
+            if route == "gram-2stage" and two_stage is None:
+                continue
             t = time.perf_counter()
             for W in mats.stack:
                 if route == "gram":
                     np.linalg.eigvalsh(W.T @ W)
+                elif route == "gram-2stage":
+                    _call_dsyevd(two_stage, W.T @ W, np.empty(W.shape[1]))
                 else:
                     scipy.linalg.svd(W, compute_uv=False)
             best = min(best, time.perf_counter() - t)
