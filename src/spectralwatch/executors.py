@@ -133,16 +133,11 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
     kind, detail = resolve_executor(executor, workers)
     if kind == "auto":
         kind, detail = _auto_kind(tasks, detail)
-    if kind == "threads":
+    if kind in ("threads", "processes"):
         n = detail or _cpu_count()
         if n > 1 and len(tasks) > 1:
-            yield from _run_threads(tasks, options, min(n, len(tasks)))
-            return
-        kind = "serial"
-    if kind == "processes":
-        n = detail or _cpu_count()
-        if n > 1 and len(tasks) > 1:
-            yield from _run_processes(tasks, options, min(n, len(tasks)))
+            runner = _run_threads if kind == "threads" else _run_processes
+            yield from runner(tasks, options, min(n, len(tasks)))
             return
         kind = "serial"
     if kind == "dask":

@@ -392,8 +392,9 @@ class BaseSource(abc.ABC):
     description: str = ""
 
     @classmethod
-    def can_open(cls, obj) -> bool:  # pragma: no cover - overridden
-        return False
+    def can_open(cls, obj) -> bool:
+        """A path whose name ends with one of ``extensions`` (sources of other objects override it)."""
+        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
 
     @abc.abstractmethod
     def layers(self) -> Iterator[LayerRef]:

@@ -257,10 +257,6 @@ class GGUFFileSource(BaseSource):
     format = "gguf"
     extensions = (".gguf",)
 
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
-
     def __init__(self, path, *, start_id=None):
         self.path = path_text(path)
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)

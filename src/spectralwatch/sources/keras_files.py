@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 import re
 import warnings
 import zipfile
@@ -365,10 +364,6 @@ class KerasFileSource(BaseSource):
     extra = "keras"
     format = "keras"
     extensions = (".keras", ".h5", ".hdf5")
-
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
 
     def __init__(self, path, *, start_id=None):
         self.path = path_text(path)

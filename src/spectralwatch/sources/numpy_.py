@@ -138,10 +138,6 @@ class NpzFileSource(StateDictLikeSource):
     extensions = (".npz",)
     may_unpickle = True
 
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
-
     def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
         self.path = path_text(path)
         self.description = self.path
@@ -249,10 +245,6 @@ class NpyFileSource(BaseSource):
     format = "npy"
     extensions = (".npy",)
     may_unpickle = True
-
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
 
     def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
         self.path = path_text(path)

@@ -304,10 +304,7 @@ class ONNXFileSource(ONNXModelSource):
     reads = ".onnx files: initializers and Constant nodes typed by their consumers, quantised weights dequantised"
     extensions = (".onnx",)
     short = ""
-
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
+    can_open = classmethod(BaseSource.can_open.__func__)  # a path, not the in-memory model of the parent
 
     def __init__(self, path, *, start_id=None):
         self.path = path_text(path)

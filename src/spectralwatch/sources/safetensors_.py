@@ -264,10 +264,6 @@ class SafetensorsFileSource(StateDictLikeSource):
     format = "safetensors"
     extensions = (".safetensors",)
 
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
-
     def __init__(self, path, *, start_id=None, order: list[str] | None = None):
         self.path = path_text(path)
         self.description = self.path

@@ -5,7 +5,6 @@ torch is imported only inside the functions that handle torch objects or files.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import struct
@@ -295,10 +294,6 @@ class TorchFileSource(StateDictLikeSource):
     format = "pytorch"
     extensions = (".pt", ".pth", ".bin", ".ckpt")
     may_unpickle = True
-
-    @classmethod
-    def can_open(cls, obj) -> bool:
-        return isinstance(obj, (str, os.PathLike)) and path_text(obj).lower().endswith(cls.extensions)
 
     def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
         self.path = path_text(path)
