@@ -44,7 +44,7 @@ from ._special import (
     tpl_log_norm,
 )
 from .errors import InvalidParameterError
-from .tpl_fit import TPL_ALPHA_RANGE, TruncatedPowerLawFit, _check_tail, fit_truncated_power_law  # noqa: F401
+from .tpl_fit import TPL_ALPHA_RANGE, TruncatedPowerLawFit, _check_tail, _tail_problem, fit_truncated_power_law  # noqa: F401
 
 __all__ = [
     "log_upper_gamma",
@@ -225,11 +225,9 @@ def fit_tail(data, xmin, distribution, *, xmax=None):
             f"law is fitted with an upper truncation). Got {xmax!r}.")
     tail, _ = _check_tail(data, xmin, None, "fit_tail")
     xmin = float(xmin)
-    n = tail.size
-    if not np.isfinite(tail).all():
-        return _tail_failed(distribution, n, xmin, "the tail contains non-finite values")
-    if n < 2 or tail[0] == tail[-1]:
-        return _tail_failed(distribution, n, xmin, f"{n} tail value(s), not all equal, are needed (at least 2)")
+    problem = _tail_problem(tail)
+    if problem:
+        return _tail_failed(distribution, tail.size, xmin, problem)
     return _FITTERS[distribution](tail, xmin)
 
 

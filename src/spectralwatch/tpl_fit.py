@@ -143,6 +143,15 @@ def _check_tail(data, xmin, xmax, func: str):
     return tail, float(xmax)
 
 
+def _tail_problem(tail: np.ndarray) -> str:
+    """Why no law can be fitted to this (sorted) tail; ``''`` when one can."""
+    if not np.isfinite(tail).all():
+        return "the tail contains non-finite values"
+    if tail.size < 2 or tail[0] == tail[-1]:
+        return f"{tail.size} tail value(s), not all equal, are needed (at least 2)"
+    return ""
+
+
 def _tpl_failed(n, xmin, xmax, message) -> TruncatedPowerLawFit:
     nan = math.nan
     return TruncatedPowerLawFit(nan, nan, nan, int(n), float(xmin), float(xmax), nan, nan, False, message)
@@ -209,10 +218,9 @@ def fit_truncated_power_law(data, xmin, *, xmax=None, alpha_range=TPL_ALPHA_RANG
     tail, xmax = _check_tail(data, xmin, xmax, func)
     xmin = float(xmin)
     n = tail.size
-    if not np.isfinite(tail).all():
-        return _tpl_failed(n, xmin, xmax, "the tail contains non-finite values")
-    if n < 2 or tail[0] == tail[-1]:
-        return _tpl_failed(n, xmin, xmax, f"{n} tail value(s), not all equal, are needed (at least 2)")
+    problem = _tail_problem(tail)
+    if problem:
+        return _tpl_failed(n, xmin, xmax, problem)
     y = tail / xmin
     ymax = xmax / xmin
     mean_log, mean_y = float(np.mean(np.log(y))), float(np.mean(y))
