@@ -93,10 +93,10 @@ def floor_seconds(path: Path) -> float:
     import scipy.linalg
 
     import spectralwatch
-    from spectralwatch.matrices import layer_matrices
-    from spectralwatch.sources import open_source
+    from spectralwatch.core.matrices import layer_matrices
+    from spectralwatch.io.sources import open_source
 
-    from spectralwatch._lapack import _call_dsyevd, _solver
+    from spectralwatch.core.eigensolver import _call_dsyevd, _solver
 
     _solver()
     two_stage = _solver(two_stage=True) if _solver(two_stage=True) is not _solver() else None

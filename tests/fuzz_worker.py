@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     if fmt.aux is not None:
         _write(aux, fmt.aux())
     import spectralwatch  # noqa: F401 - imported before the first case is timed
-    from spectralwatch.sources import keras_files
+    from spectralwatch.io.sources import keras_files
 
     keras_files.SCAN_TIMEOUT = args.timeout / 4  # a file that hangs libhdf5 is refused well within the case's time
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pathlib
 
-from spectralwatch.demo import KNOWN_MODELS as MODELS
-from spectralwatch.demo import cache_dir, fetch_model
+from spectralwatch.tools.demo import KNOWN_MODELS as MODELS
+from spectralwatch.tools.demo import cache_dir, fetch_model
 from spectralwatch.errors import SpectralWatchError
 
 __all__ = ["MODELS", "ModelUnavailable", "cache_dir", "fetch", "fetch_or_raise", "load_state_dict"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.options import _NOT_YET
+from spectralwatch.options.options import _NOT_YET
 from spectralwatch import (InvalidParameterError, NoLayersError, NotYetSupportedError, UnknownFormatError,
                            WeightWatcher)
 

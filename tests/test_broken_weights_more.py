@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.failures import failure_summary, failure_text, reason_class
-from spectralwatch.matrices import SpectrumRangeError, check_spectrum_range, layer_matrices
+from spectralwatch.results.failures import failure_summary, failure_text, reason_class
+from spectralwatch.core.matrices import SpectrumRangeError, check_spectrum_range, layer_matrices
 
 SHAPE = (64, 32)
 
@@ -316,7 +316,7 @@ def test_a_model_mixing_good_and_broken_layers_keeps_every_good_row(where):
 
 
 def test_cli_run_over_broken_layers_exits_0_and_counts_the_failures(tmp_path, capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     path = tmp_path / "broken.npz"
     with np.errstate(over="ignore"):

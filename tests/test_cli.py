@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectralwatch.cli import main
+from spectralwatch.cli.main import main
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_markdown_format(npz, capsys):
 
 
 def test_parquet_format(npz, tmp_path, capsysbinary, monkeypatch):
-    import spectralwatch._cli_output as emit
+    import spectralwatch.cli.output as emit
 
     if emit.is_available("pyarrow") or emit.is_available("fastparquet"):
         assert main(["analyze", str(npz), "--format", "parquet"]) == 0
@@ -164,8 +164,8 @@ def test_plots_and_html(npz, tmp_path, capsys):
 def test_every_analysis_option_is_on_the_command_line(capsys):
     import inspect
 
-    from spectralwatch.cli import _NOT_CLI, analysis_option_names
-    from spectralwatch.options import make_options
+    from spectralwatch.cli.main import _NOT_CLI, analysis_option_names
+    from spectralwatch.options.options import make_options
 
     names = analysis_option_names()
     keywords = [p.name for p in inspect.signature(make_options).parameters.values() if p.kind is p.KEYWORD_ONLY]
@@ -203,7 +203,7 @@ def test_describe_formats(npz, capsys):
 
 
 def test_sources(capsys):
-    from spectralwatch.sources import available_sources
+    from spectralwatch.io.sources import available_sources
 
     assert main(["sources"]) == 0
     out = capsys.readouterr().out

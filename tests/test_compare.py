@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli import main
-from spectralwatch.compare import COMPARE_METRICS, Comparison, compare, fit_metric
+from spectralwatch.cli.main import main
+from spectralwatch.tools.compare import COMPARE_METRICS, Comparison, compare, fit_metric
 from spectralwatch.errors import InvalidParameterError
 
 EXACT = 1e-12  # closed-form least squares on a handful of points: only rounding separates the results

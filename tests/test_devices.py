@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import spectralwatch
-from spectralwatch.devices import cache_key, resolve_device, torch_eigenvalues
-from spectralwatch.matrices import layer_matrices
-from spectralwatch.spectrum import layer_spectrum
+from spectralwatch.pipeline.devices import cache_key, resolve_device, torch_eigenvalues
+from spectralwatch.core.matrices import layer_matrices
+from spectralwatch.core.spectrum import layer_spectrum
 
 # torch's and numpy's eigensolvers are both backward stable: they agree to a few ulps of lambda_max
 DEVICE_RTOL = 1e-11

@@ -11,8 +11,8 @@ import pytest
 
 import spectralwatch
 from spectralwatch import InvalidParameterError, WeightWatcher
-from spectralwatch.editing import truncate_components
-from spectralwatch.metrics import matrix_rank
+from spectralwatch.tools.editing import truncate_components
+from spectralwatch.core.metrics import matrix_rank
 
 from reference import import_reference, quiet, requires_reference
 

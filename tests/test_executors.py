@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 import spectralwatch
-from spectralwatch.executors import auto_workers, resolve_executor, run_layers
-from spectralwatch.layer import layer_geometry
-from spectralwatch.options import make_options
-from spectralwatch.sources.base import LayerRef
+from spectralwatch.pipeline.executors import auto_workers, resolve_executor, run_layers
+from spectralwatch.pipeline.layer import layer_geometry
+from spectralwatch.options.options import make_options
+from spectralwatch.io.sources.base import LayerRef
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def test_processes_threads_and_serial_tables_are_bit_identical(npz_model):
 
 
 def test_default_executor_uses_threads_when_the_eigensolver_releases_the_gil(monkeypatch):
-    import spectralwatch._lapack as lapack
-    from spectralwatch.executors import _auto_kind
+    import spectralwatch.core.eigensolver as lapack
+    from spectralwatch.pipeline.executors import _auto_kind
 
     tasks = [(None, {"N": 1536, "M": 384, "rf": 1})] * 10
     tiny = [(None, {"N": 64, "M": 64, "rf": 1})] * 60
@@ -57,7 +57,7 @@ def test_default_executor_uses_threads_when_the_eigensolver_releases_the_gil(mon
 def test_thread_executor_starts_the_largest_layer_first_and_yields_in_model_order(monkeypatch):
     import threading
 
-    import spectralwatch.executors as executors
+    import spectralwatch.pipeline.executors as executors
 
     started = []
     lock = threading.Lock()
@@ -196,7 +196,7 @@ def test_dask_survives_a_killed_worker(tmp_path, dask_client):
 
 @pytest.mark.dask
 def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     assert main(["analyze", str(npz_model), "--workers", "2", "--format", "csv"]) == 0
     procs = capsys.readouterr().out
@@ -205,7 +205,7 @@ def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
 
 
 def test_cli_executor_choice_gives_the_same_table(npz_model, capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     outputs = []
     for extra in (["--workers", "1"], ["--executor", "threads", "--workers", "2"],
@@ -219,8 +219,8 @@ def test_cli_executor_choice_gives_the_same_table(npz_model, capsys):
 def test_a_dominant_layer_gets_every_core_for_its_gram_before_the_others_start(monkeypatch):
     import threading
 
-    import spectralwatch.executors as executors
-    import spectralwatch.spectrum as spectrum
+    import spectralwatch.pipeline.executors as executors
+    import spectralwatch.core.spectrum as spectrum
 
     log = []
     lock = threading.Lock()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spectralwatch.errors import InvalidParameterError
-from spectralwatch.fit import PowerLawFit, fit_power_law
+from spectralwatch.core.fit.powerlaw import PowerLawFit, fit_power_law
 
 # The bounded scan and the brute force below use the same formulas; they differ only in
 # rounding (exp of log differences vs. a power of a ratio, summation order), which moves

@@ -18,7 +18,7 @@ import pytest
 
 import spectralwatch
 from spectralwatch.errors import CorruptFileError, UnknownFormatError
-from spectralwatch.sources import available_sources, open_source
+from spectralwatch.io.sources import available_sources, open_source
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -350,7 +350,7 @@ def test_parameter_tree_attention_lstm_and_conv_layouts():
 
 
 def test_cli_sources_lists_the_formats(capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     assert main(["sources"]) == 0
     out = capsys.readouterr().out

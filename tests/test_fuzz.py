@@ -192,7 +192,7 @@ HUGE = [("safetensors", "model.safetensors: shape [10**12]", "conv.weight"),
 @pytest.mark.parametrize("name,label,tensor", HUGE, ids=[f"{n}-{t}" for n, _, t in HUGE])
 def test_a_header_claiming_a_huge_tensor_is_an_error_naming_file_and_tensor(name, label, tensor, tmp_path):
     from spectralwatch.errors import CorruptFileError
-    from spectralwatch.sources import open_source
+    from spectralwatch.io.sources import open_source
 
     _skip_unless_installed(name)
     fmt = FORMATS[name]
@@ -215,7 +215,7 @@ def test_keras_datasets_are_checked_before_they_are_read(label, tmp_path):
 
     import spectralwatch
     from spectralwatch.errors import CorruptFileError
-    from spectralwatch.sources import open_source
+    from spectralwatch.io.sources import open_source
 
     _skip_unless_installed("keras")
     fmt = FORMATS["keras"]
@@ -241,7 +241,7 @@ def test_a_file_that_makes_libhdf5_loop_is_a_corrupt_file_error(tmp_path, monkey
 
     import spectralwatch
     from spectralwatch.errors import CorruptFileError
-    from spectralwatch.sources import keras_files
+    from spectralwatch.io.sources import keras_files
 
     _skip_unless_installed("h5")
     monkeypatch.setattr(keras_files, "SCAN_TIMEOUT", 3.0)

@@ -9,7 +9,7 @@ import pytest
 
 import spectralwatch
 from spectralwatch.errors import CorruptFileError, UnknownFormatError
-from spectralwatch.sources import open_source
+from spectralwatch.io.sources import open_source
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (spectralwatch[gguf]) is not installed")
 

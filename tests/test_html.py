@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import spectralwatch  # noqa: E402
-from spectralwatch.html import tail_class  # noqa: E402
+from spectralwatch.render.html import tail_class  # noqa: E402
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_TIMEOUT_S = 120  # a cold start on a loaded 2-core CI machine takes tens of seconds

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.layer import analyze_layer, layer_geometry
-from spectralwatch.options import make_options
-from spectralwatch.sources.base import LayerRef
+from spectralwatch.pipeline.layer import analyze_layer, layer_geometry
+from spectralwatch.options.options import make_options
+from spectralwatch.io.sources.base import LayerRef
 
 
 def _ref(loader, name="bad"):
@@ -51,7 +51,7 @@ def _mixed_model():
 
 
 def test_report_counts_failures_by_reason_in_text_json_and_html():
-    from spectralwatch._textout import summary_lines
+    from spectralwatch.render.text import summary_lines
 
     report = spectralwatch.analyze(_mixed_model())
     assert report.num_failed == 3
@@ -67,7 +67,7 @@ def test_report_counts_failures_by_reason_in_text_json_and_html():
 
 
 def test_cli_prints_why_layers_failed(tmp_path, capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     path = tmp_path / "m.npz"
     np.savez(path, **_mixed_model())
@@ -78,7 +78,7 @@ def test_cli_prints_why_layers_failed(tmp_path, capsys):
 def test_full_disk_cache_warns_and_keeps_every_row(tmp_path, monkeypatch):
     import errno
 
-    import spectralwatch.devices as devices
+    import spectralwatch.pipeline.devices as devices
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

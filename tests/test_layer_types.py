@@ -9,8 +9,8 @@ import pytest
 
 import spectralwatch
 from spectralwatch.errors import InvalidParameterError
-from spectralwatch.matrices import layer_matrices, matrix_geometry
-from spectralwatch.sources import open_source
+from spectralwatch.core.matrices import layer_matrices, matrix_geometry
+from spectralwatch.io.sources import open_source
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -220,7 +220,7 @@ def test_all_minilm_as_a_folder_and_as_a_single_file():
 def test_large_safetensors_matrices_are_read_straight_into_float64(tmp_path, monkeypatch):
     from safetensors.numpy import save_file
 
-    import spectralwatch.sources.safetensors_ as st
+    import spectralwatch.io.sources.safetensors_ as st
 
     monkeypatch.setattr(st, "LARGE_MATRIX_BYTES", 1000)  # every matrix below is "large"
     monkeypatch.setattr(st, "_CHUNK_BYTES", 4096)         # several blocks of rows each

@@ -8,7 +8,7 @@ import pytest
 import spectralwatch
 from spectralwatch import WeightWatcher
 from spectralwatch.errors import InvalidParameterError
-from spectralwatch.matrices import low_rank_core
+from spectralwatch.core.matrices import low_rank_core
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -184,7 +184,7 @@ def test_delta_across_formats_and_prefixes(tmp_path):
 
 
 def test_cli_describe_lists_the_adapter_products(lora, capsys):
-    from spectralwatch.cli import main
+    from spectralwatch.cli.main import main
 
     folder = str(lora["root"] / "adapter")
     assert main(["describe", folder, "--peft", "true", "--min-evals", "1", "--format", "csv"]) == 0

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli import main
+from spectralwatch.cli.main import main
 from spectralwatch.errors import CorruptFileError, InvalidParameterError, UnsafeFileError
-from spectralwatch.sources import open_source
+from spectralwatch.io.sources import open_source
 
 torch = pytest.importorskip("torch")
 

@@ -8,8 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import spectralwatch  # noqa: E402
-from spectralwatch import plots, plots_rmt  # noqa: E402
-from spectralwatch.compare import compare, plot_alpha_curves, plot_metric_vs_accuracy  # noqa: E402
+from spectralwatch.render.plots import layer as plots
+from spectralwatch.render.plots import rmt as plots_rmt
+from spectralwatch.tools.compare import compare, plot_alpha_curves, plot_metric_vs_accuracy  # noqa: E402
 from spectralwatch.errors import InvalidParameterError  # noqa: E402
 
 from realmodels import fetch  # noqa: E402

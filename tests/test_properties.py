@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from spectralwatch.fit import fit_power_law
-from spectralwatch.matrices import layer_matrices
-from spectralwatch.metrics import spectral_metrics
-from spectralwatch.spectrum import layer_spectrum
+from spectralwatch.core.fit.powerlaw import fit_power_law
+from spectralwatch.core.matrices import layer_matrices
+from spectralwatch.core.metrics import spectral_metrics
+from spectralwatch.core.spectrum import layer_spectrum
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli import main
+from spectralwatch.cli.main import main
 from spectralwatch.errors import NotYetSupportedError
-from spectralwatch.sources import available_sources
+from spectralwatch.io.sources import available_sources
 
 # (rows, cols) of the two weight matrices of every model
 SHAPES = {"fc1": (16, 24), "fc2": (24, 16)}

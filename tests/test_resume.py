@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from spectralwatch import analyze
-from spectralwatch.cli import main
+from spectralwatch.cli.main import main
 from spectralwatch.errors import InvalidParameterError
-from spectralwatch.journal import JournalWriter, decode_row, encode_row, journal_path, read_journal
+from spectralwatch.io.journal import JournalWriter, decode_row, encode_row, journal_path, read_journal
 
-executors = importlib.import_module("spectralwatch.executors")
+executors = importlib.import_module("spectralwatch.pipeline.executors")
 
 N_LAYERS = 5
 

@@ -15,8 +15,8 @@ import pytest
 
 import spectralwatch
 from spectralwatch import InvalidParameterError, WeightWatcher
-from spectralwatch import rmt
-from spectralwatch.phases import classify_phase
+from spectralwatch.core import rmt
+from spectralwatch.core.phases import classify_phase
 
 # The acceptance figure: a fitted sigma within 2% of the truth (observed: < 0.7% at M = 400).
 SIGMA_RTOL = 0.02
@@ -334,8 +334,8 @@ def _tpl_sample(alpha, lam, n, seed):
 
 @pytest.mark.parametrize("alpha,lam", [(2.5, 0.05), (3.0, 0.2), (2.0, 0.01)])
 def test_tpl_recovers_alpha_and_lambda(alpha, lam):
-    from spectralwatch.fit import fit_power_law
-    from spectralwatch.truncated import fit_tail_tpl
+    from spectralwatch.core.fit.powerlaw import fit_power_law
+    from spectralwatch.core.fit.tpl_columns import fit_tail_tpl
 
     x = _tpl_sample(alpha, lam, 20000, seed=int(100 * alpha))
     tail = fit_tail_tpl(fit_power_law(x))
@@ -363,7 +363,7 @@ def test_fit_tpl_columns_in_analyze():
 
 def test_truncated_likelihood_is_maximised():
     """xmax='force' normalises on [xmin, xmax]: its maximum is at least the untruncated fit's value there."""
-    from spectralwatch.distributions import fit_truncated_power_law, tpl_log_norm
+    from spectralwatch.core.fit.laws import fit_truncated_power_law, tpl_log_norm
 
     rng = np.random.default_rng(0)
     x = rng.pareto(1.5, 400_000) + 1.0  # alpha = 2.5, thinned by e^(-0.05 (x - 1))

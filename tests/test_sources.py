@@ -16,7 +16,7 @@ import pytest
 
 from spectralwatch.errors import (CorruptFileError, InvalidParameterError, ModelFileNotFoundError,
                                   SpectralWatchError, UnknownFormatError, UnsafeFileError)
-from spectralwatch.sources import ANALYSABLE_TYPES, available_sources, open_source
+from spectralwatch.io.sources import ANALYSABLE_TYPES, available_sources, open_source
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -119,7 +119,7 @@ class TrainingConfig:
 # --------------------------------------------------------------------------------------------
 
 def test_importing_sources_does_not_import_torch_or_pandas():
-    code = ("import sys, spectralwatch, spectralwatch.sources as s; "
+    code = ("import sys, spectralwatch, spectralwatch.io.sources as s; "
             "s.available_sources(); s.open_source({'a.weight': __import__('numpy').ones((2, 3))}); "
             "print('torch' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -134,7 +134,7 @@ def test_without_torch_numpy_and_safetensors_still_work_and_torch_files_name_the
 import sys
 sys.modules['torch'] = None  # make 'import torch' fail
 import numpy as np
-from spectralwatch.sources import open_source, available_sources
+from spectralwatch.io.sources import open_source, available_sources
 from spectralwatch.errors import MissingDependencyError, UnknownFormatError
 refs = list(open_source({str(tmp_path / 'm.safetensors')!r}).layers())
 assert refs[0].load().dtype == np.float32, refs
@@ -581,7 +581,7 @@ def test_float8_safetensors_decoded_exactly(tmp_path, fmt):
 
 
 def test_safetensors_loads_are_lazy_and_per_tensor(tmp_path, monkeypatch):
-    import spectralwatch.sources.safetensors_ as st
+    import spectralwatch.io.sources.safetensors_ as st
 
     sd = contiguous_sd(make_tiny())
     save_safetensors(sd, tmp_path / "m.safetensors")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from spectralwatch.matrices import NonFiniteWeightsError, layer_matrices, matrix_geometry
-from spectralwatch.metrics import matrix_entropy, matrix_rank, spectral_metrics
-from spectralwatch.spectrum import layer_spectrum
+from spectralwatch.core.matrices import NonFiniteWeightsError, layer_matrices, matrix_geometry
+from spectralwatch.core.metrics import matrix_entropy, matrix_rank, spectral_metrics
+from spectralwatch.core.spectrum import layer_spectrum
 
 # Gram + syevd vs gesdd: both backward stable; eigenvalues of a well-conditioned matrix agree to
 # a few ulps of lambda_max.
@@ -118,7 +118,7 @@ def test_matrix_rank_rule_matches_numpy():
 
 
 def test_blocked_gram_is_exact_and_thread_count_independent():
-    from spectralwatch.spectrum import _one_blas_thread, gram_matrix, set_gram_threads, gram_threads
+    from spectralwatch.core.spectrum import _one_blas_thread, gram_matrix, set_gram_threads, gram_threads
 
     rng = np.random.default_rng(9)
     # > GRAM_BLOCK columns: the blocked path; a tall narrow matrix: the row-chunk path
@@ -138,8 +138,8 @@ def test_blocked_gram_is_exact_and_thread_count_independent():
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (400, 150), (150, 400), (3000, 64)])
 def test_gil_free_eigensolver_is_bit_identical_to_numpy(shape):
-    from spectralwatch._lapack import eigvalsh_inplace, nogil_available
-    from spectralwatch.spectrum import _one_blas_thread, gram_matrix
+    from spectralwatch.core.eigensolver import eigvalsh_inplace, nogil_available
+    from spectralwatch.core.spectrum import _one_blas_thread, gram_matrix
 
     W = np.random.default_rng(sum(shape)).standard_normal(shape)
     W = W if W.shape[0] >= W.shape[1] else W.T
@@ -155,7 +155,7 @@ def test_gil_free_eigensolver_is_bit_identical_to_numpy(shape):
 
 
 def test_eigensolver_falls_back_to_numpy_when_the_binding_is_unavailable(monkeypatch):
-    import spectralwatch._lapack as lapack
+    import spectralwatch.core.eigensolver as lapack
 
     monkeypatch.setitem(lapack._STATE, "func", None)
     assert not lapack.nogil_available()
@@ -165,7 +165,7 @@ def test_eigensolver_falls_back_to_numpy_when_the_binding_is_unavailable(monkeyp
 
 
 def test_eigensolver_reports_non_convergence_as_linalg_error():
-    from spectralwatch._lapack import eigvalsh_inplace
+    from spectralwatch.core.eigensolver import eigvalsh_inplace
 
     g = np.full((1, 4, 4), np.nan)
     with pytest.raises(np.linalg.LinAlgError):
@@ -173,7 +173,7 @@ def test_eigensolver_reports_non_convergence_as_linalg_error():
 
 
 def test_two_stage_reduction_for_wide_matrices_is_as_accurate_and_deterministic(monkeypatch):
-    import spectralwatch._lapack as lapack
+    import spectralwatch.core.eigensolver as lapack
 
     lapack._solver()
     if lapack._STATE.get("two") is None:

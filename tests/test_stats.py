@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from spectralwatch.distributions import (
+from spectralwatch.core.fit.laws import (
     TruncatedPowerLawFit,
     fit_truncated_power_law,
     log_upper_gamma,
@@ -297,7 +297,7 @@ REL_PLANTED = 0.06
     ("power_law", {"alpha": 2.5}, lambda rng: sample_power_law(2.5, 1.0, 40000, rng)),
 ])
 def test_tail_laws_recover_planted_parameters(law, params, sampler):
-    from spectralwatch.distributions import fit_tail
+    from spectralwatch.core.fit.laws import fit_tail
 
     x = sampler(np.random.default_rng(11))
     fit = fit_tail(x, 1.0, law)
@@ -311,7 +311,7 @@ def test_tail_laws_are_maximum_likelihood(law):
     """No start of a Nelder-Mead search on the same likelihood finds a higher value."""
     from scipy import optimize
 
-    from spectralwatch.distributions import TailFit, fit_tail
+    from spectralwatch.core.fit.laws import TailFit, fit_tail
 
     rng = np.random.default_rng(12)
     x = np.concatenate([sample_lognormal_tail(0.0, 1.5, 1.0, 700, rng), sample_power_law(2.2, 3.0, 300, rng)])
@@ -336,7 +336,7 @@ def test_tail_laws_are_maximum_likelihood(law):
 def test_tail_densities_integrate_to_one():
     from scipy import integrate
 
-    from spectralwatch.distributions import fit_tail
+    from spectralwatch.core.fit.laws import fit_tail
 
     rng = np.random.default_rng(13)
     x = sample_lognormal_tail(0.3, 1.2, 1.0, 3000, rng)
@@ -351,7 +351,7 @@ def test_tail_densities_integrate_to_one():
 def test_lognormal_power_law_limit_is_exact():
     """On a power-law tail the lognormal's maximum is its power-law limit (mu -> -inf, sigma -> inf):
     the likelihood there equals the power law's, and the test calls the two indistinguishable."""
-    from spectralwatch.distributions import fit_tail, likelihood_ratio
+    from spectralwatch.core.fit.laws import fit_tail, likelihood_ratio
 
     x = sample_power_law(2.0, 1.0, 5000, np.random.default_rng(14))
     pl, ln = fit_tail(x, 1.0, "power_law"), fit_tail(x, 1.0, "lognormal")
@@ -361,7 +361,7 @@ def test_lognormal_power_law_limit_is_exact():
 
 
 def test_stretched_exponential_power_law_limit():
-    from spectralwatch.distributions import fit_tail
+    from spectralwatch.core.fit.laws import fit_tail
 
     x = sample_power_law(2.5, 1.0, 5000, np.random.default_rng(15))
     pl, se = fit_tail(x, 1.0, "power_law"), fit_tail(x, 1.0, "stretched_exponential")
@@ -372,7 +372,7 @@ def test_stretched_exponential_power_law_limit():
 def test_likelihood_ratio_formulas():
     from scipy import stats as sstats
 
-    from spectralwatch.distributions import likelihood_ratio
+    from spectralwatch.core.fit.laws import likelihood_ratio
 
     rng = np.random.default_rng(16)
     a, b = rng.normal(0, 1, 200), rng.normal(0.1, 1, 200)
@@ -404,8 +404,8 @@ def _rows(kind, n, count, seed):
 @pytest.mark.parametrize("kind", ["pareto", "mixture", "duplicates"])
 @pytest.mark.parametrize("n", [9, 19, 20, 47, 49, 300, 1500])
 def test_batch_scan_matches_fit_power_law(kind, n):
-    from spectralwatch.fit import fit_power_law
-    from spectralwatch.stats import batch_scan
+    from spectralwatch.core.fit.powerlaw import fit_power_law
+    from spectralwatch.core.fit.stats import batch_scan
 
     X = _rows(kind, n, 6, n)
     res = batch_scan(X)
@@ -418,8 +418,8 @@ def test_batch_scan_matches_fit_power_law(kind, n):
 
 
 def test_batch_scan_window_matches_xmin_range():
-    from spectralwatch.fit import fit_power_law
-    from spectralwatch.stats import batch_scan
+    from spectralwatch.core.fit.powerlaw import fit_power_law
+    from spectralwatch.core.fit.stats import batch_scan
 
     X = _rows("mixture", 600, 5, 3)
     lo, hi = np.quantile(X, 0.3), np.quantile(X, 0.9)
@@ -447,7 +447,7 @@ def brute_merged(x):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_merged_ties_match_brute_force(seed):
-    from spectralwatch.fit import fit_power_law
+    from spectralwatch.core.fit.powerlaw import fit_power_law
 
     rng = np.random.default_rng(seed)
     x = np.round(sample_power_law(2.3, 1.0, 400, rng), 1)  # many exact ties
@@ -505,8 +505,8 @@ def test_fit_power_law_xmin_range_bounds_the_scan():
 
 def test_fit_power_law_distribution_statistics_and_compare():
     from spectralwatch import fit_power_law
-    from spectralwatch.distributions import TruncatedPowerLawFit
-    from spectralwatch.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
+    from spectralwatch.core.fit.laws import TruncatedPowerLawFit
+    from spectralwatch.core.fit.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
 
     x = sample_tpl(1.8, 0.02, 1.0, 4000, np.random.default_rng(24))
     fit = fit_power_law(x, distribution="truncated_power_law", bootstrap=50, gof_samples=20, rng=0)
@@ -563,7 +563,7 @@ def small_model():
 
 def test_analyze_default_table_and_summary_unchanged(small_model):
     import spectralwatch
-    from spectralwatch.report import SUMMARY_METRICS
+    from spectralwatch.results.report import SUMMARY_METRICS
 
     rep = spectralwatch.analyze(small_model)
     cols = set(rep.details.columns)
@@ -575,7 +575,7 @@ def test_analyze_default_table_and_summary_unchanged(small_model):
 
 def test_analyze_statistics_columns(small_model):
     import spectralwatch
-    from spectralwatch.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
+    from spectralwatch.core.fit.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
 
     plain = spectralwatch.analyze(small_model)
     rep = spectralwatch.analyze(small_model, bootstrap=60, gof_samples=20, compare_tails=True, rng=5)
@@ -620,8 +620,8 @@ def test_fit_quality_flags_and_summary_rule(small_model):
 
 
 def test_fit_quality_rules():
-    from spectralwatch.fit import fit_power_law
-    from spectralwatch.stats import bootstrap_alpha, compare_tails, fit_quality
+    from spectralwatch.core.fit.powerlaw import fit_power_law
+    from spectralwatch.core.fit.stats import bootstrap_alpha, compare_tails, fit_quality
 
     rng = np.random.default_rng(31)
     ln = sample_lognormal_tail(0.0, 1.0, 1.0, 5000, rng)
@@ -636,7 +636,7 @@ def test_fit_quality_rules():
 
 def test_analyze_xmin_methods(small_model):
     import spectralwatch
-    from spectralwatch.fit import fit_power_law
+    from spectralwatch.core.fit.powerlaw import fit_power_law
 
     ev = spectralwatch.analyze(small_model).get_ESD(1)
     hill = spectralwatch.analyze(small_model, xmin_method="hill").details.iloc[0]
@@ -672,7 +672,7 @@ def test_analyze_bad_statistics_options(small_model, kwargs, name):
 # FARMS
 # --------------------------------------------------------------------------------------
 def test_farms_windows_and_planted_blocks():
-    from spectralwatch.layer_stats import farms_spectrum
+    from spectralwatch.pipeline.stats_columns import farms_spectrum
 
     rng = np.random.default_rng(40)
     blocks = [rng.standard_normal((50, 50)) * s for s in (1.0, 2.0, 3.0)]
@@ -724,7 +724,7 @@ EXPECTED_RIGHT = {"power_law": 0.88, "exponential": 0.78, "lognormal": 1.0, "tru
 
 
 def _right_rate(law, n, reps, seed):
-    from spectralwatch.stats import compare_tails
+    from spectralwatch.core.fit.stats import compare_tails
 
     rng = np.random.default_rng(seed)
     return np.mean([compare_tails(TAIL_SAMPLERS[law](n, rng), 1.0).best == law for _ in range(reps)])
@@ -834,7 +834,7 @@ def powerlaw_pkg():
 
 def _ours_at(alt, params: dict, xmin):
     """Our density of ``alt`` at given parameters (to check both packages define the same laws)."""
-    from spectralwatch.distributions import TailFit, TruncatedPowerLawFit
+    from spectralwatch.core.fit.laws import TailFit, TruncatedPowerLawFit
 
     if alt == "truncated_power_law":
         return TruncatedPowerLawFit(params["alpha"], params["Lambda"], 0.0, 0, xmin, math.inf, 0.0, 0.0, True)

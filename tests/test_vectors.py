@@ -6,10 +6,10 @@ import pytest
 
 import spectralwatch
 from spectralwatch import InvalidParameterError, NoLayersError
-from spectralwatch.matrices import layer_matrices
-from spectralwatch.sources import open_source
-from spectralwatch.variants import align_pair, intra_pair_matrix, stack_layers, standardize
-from spectralwatch.vectors import (VECTOR_COLUMNS, eigenvector_metrics, localization_ratio, participation_ratio,
+from spectralwatch.core.matrices import layer_matrices
+from spectralwatch.io.sources import open_source
+from spectralwatch.pipeline.variants import align_pair, intra_pair_matrix, stack_layers, standardize
+from spectralwatch.core.vectors import (VECTOR_COLUMNS, eigenvector_metrics, localization_ratio, participation_ratio,
                                    vector_entropy)
 
 from reference import requires_reference, run_reference

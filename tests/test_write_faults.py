@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from spectralwatch import analyze
-from spectralwatch.cli import main
-from spectralwatch.journal import JournalWriter, journal_path, read_journal, write_atomic
+from spectralwatch.cli.main import main
+from spectralwatch.io.journal import JournalWriter, journal_path, read_journal, write_atomic
 
-journal_mod = importlib.import_module("spectralwatch.journal")
-layer_mod = importlib.import_module("spectralwatch.layer")
-executors = importlib.import_module("spectralwatch.executors")
+journal_mod = importlib.import_module("spectralwatch.io.journal")
+layer_mod = importlib.import_module("spectralwatch.pipeline.layer")
+executors = importlib.import_module("spectralwatch.pipeline.executors")
 
 needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
 N_LAYERS = 5
@@ -124,7 +124,7 @@ def test_a_full_disk_for_the_html_report_costs_only_the_report(model, tmp_path, 
 @needs_dev_full
 def test_a_disk_that_fills_while_drawing_figures(model, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
-    from spectralwatch._plotbase import _Canvas
+    from spectralwatch.render.plots.base import _Canvas
 
     figs, out = tmp_path / "figs", tmp_path / "out.md"
     real, saved = _Canvas.save, []
@@ -197,7 +197,7 @@ def test_a_journal_that_cannot_be_created_does_not_stop_the_run(model, clean_csv
 
 
 def test_a_missing_parquet_writer_fails_before_the_analysis(model, tmp_path, monkeypatch, capsys):
-    import spectralwatch._cli_output as emit
+    import spectralwatch.cli.output as emit
 
     monkeypatch.setattr(emit, "is_available", lambda name: False)
     seen = []

@@ -12,10 +12,10 @@ and no plotting library.
 100
 """
 
-from .analyze import analyze, describe
+from .pipeline.analyze import analyze, describe
 from .compat import WeightWatcher
-from .distances import ModelDistances, distances
-from .editing import EditResult, svd_sharpness, svd_smoothing
+from .tools.distances import ModelDistances, distances
+from .tools.editing import EditResult, svd_sharpness, svd_smoothing
 from .errors import (
     CorruptFileError,
     InvalidParameterError,
@@ -26,8 +26,8 @@ from .errors import (
     UnknownFormatError,
     UnsafeFileError,
 )
-from .fit import PowerLawFit, fit_power_law
-from .report import Report
+from .core.fit.powerlaw import PowerLawFit, fit_power_law
+from .results.report import Report
 
 __version__ = "0.1.0"
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import warnings
 
-from .analyze import describe as _describe
-from .analyze import esd as _esd
-from .analyze import run as _run
+from .pipeline.analyze import describe as _describe
+from .pipeline.analyze import esd as _esd
+from .pipeline.analyze import run as _run
 from .errors import NoLayersError, NotYetSupportedError
-from .options import make_options
-from .report import summarize
+from .options.options import make_options
+from .results.report import summarize
 
 __all__ = ["WeightWatcher"]
 
@@ -105,7 +105,7 @@ class WeightWatcher:
     # ---- model comparison and editing (spectralwatch.distances / spectralwatch.editing) --------
     def distances(self, model_1, model_2, method="raw", layers=None, start_ids=0, pool=True, channels=None):
         """``(avg_dW, avg_db, details)`` per layer, like the reference (see :func:`spectralwatch.distances`)."""
-        from .distances import distances as _distances
+        from .tools.distances import distances as _distances
 
         if channels is not None:
             raise NotYetSupportedError("The 'channels' option of distances (overriding the conv channel "
@@ -121,7 +121,7 @@ class WeightWatcher:
         Extra keywords: ``out``, ``inplace``, ``rng``, ``mp_fit_method``. Returns the new model
         (the written path for a file or folder model), which also becomes ``self.model``.
         """
-        from .editing import svd_smoothing
+        from .tools.editing import svd_smoothing
 
         _check_svd_method(svd_method)
         result = svd_smoothing(self._model(model), percent=percent, method=method, layers=layers or None,
@@ -135,7 +135,7 @@ class WeightWatcher:
         Extra keywords: ``out``, ``inplace``, ``rng``, ``mp_fit_method``. Returns the new model
         (the written path for a file or folder model), which also becomes ``self.model``.
         """
-        from .editing import svd_sharpness
+        from .tools.editing import svd_sharpness
 
         result = svd_sharpness(self._model(model), layers=layers or None, pool=pool, start_ids=start_ids or None,
                                **kwargs)

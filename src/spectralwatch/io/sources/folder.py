@@ -1,0 +1,184 @@
+"""Folders of weight files (Hugging Face checkpoints and the like): one numbering across files.
+
+Choice of files, first match wins:
+
+1. ``model.safetensors.index.json``: the shards it names, in sorted file-name order; within a
+   shard, its keys in the index's ``weight_map`` order;
+2. ``*.safetensors`` (sorted);
+3. ``pytorch_model.bin.index.json``: its shards (sorted); else ``pytorch_model*.bin``, ``*.pt``,
+   ``*.pth`` (sorted), all loaded without executing pickled code;
+4. ``*.npz`` (sorted);
+5. a sentence-transformers folder (``modules.json``, or ``0_Transformer``-style sub-folders): the
+   weights of each module folder in ``modules.json`` order; keys of the first module keep their
+   names, the others are prefixed with their folder (``2_Dense.linear``).
+
+A folder holding none of these but exactly one ``.gguf``, ``.onnx``, ``.keras`` or ``.h5`` file
+is read as that file (:func:`single_model_file`).
+
+Ids start at 0 by default, as WeightWatcher 0.7.7 numbers a folder (a single file starts at 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ...errors import CorruptFileError, UnknownFormatError
+from ._common import FOLDER_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text, read_json_file
+
+__all__ = ["FolderSource", "SAFETENSORS_INDEX", "single_model_file"]
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+_SINGLE_FILE_EXTENSIONS = (".gguf", ".onnx", ".keras", ".h5")
+_MODULE_DIR = re.compile(r"^\d+_\w+$")
+
+
+def _module_index(entry: dict) -> int:
+    idx = entry.get("idx", 0)
+    return idx if isinstance(idx, int) else 0
+
+
+def _files(folder: str) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_file())
+
+
+class FolderSource(StateDictLikeSource):
+    """A folder of safetensors / PyTorch / npz files, numbered as one state dict."""
+
+    name = "folder"
+    reads = ("a folder: sharded safetensors (model.safetensors.index.json), *.safetensors, "
+             "pytorch_model*.bin / *.pt / *.pth (these need torch) or *.npz files")
+    module = "numpy"
+    format = "folder"
+    may_unpickle = True
+
+    @classmethod
+    def can_open(cls, obj) -> bool:
+        return isinstance(obj, (str, os.PathLike)) and os.path.isdir(obj)
+
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+        self.path = path_text(path)
+        self._start_id = check_start_id(start_id, FOLDER_START_ID)
+        self._trust = bool(trust_pickle)
+        self._parts = self._open_parts()
+        kinds = sorted({p.format for p in self._parts})
+        self.description = f"{self.path} ({len(self._parts)} {'/'.join(kinds)} file{'s' * (len(self._parts) != 1)})"
+
+    def _open_parts(self) -> list[StateDictLikeSource]:
+        folder = self.path
+        names = _files(folder)
+        self._prefixes: list[str] = []
+        parts = self._root_parts(names)
+        modules = self._module_folders(names)
+        self._prefixes = [""] * len(parts)
+        for sub in modules:  # sentence-transformers modules: the first weighted one keeps its names
+            inner = FolderSource(os.path.join(folder, sub), trust_pickle=self._trust)
+            self._prefixes.extend([f"{sub}." if parts else ""] * len(inner._parts))
+            parts.extend(inner._parts)
+        if parts:
+            return parts
+        shown = ", ".join(names[:20]) + (f", ... ({len(names)} files)" if len(names) > 20 else "")
+        raise UnknownFormatError(
+            f"The folder '{folder}' holds no weight file spectralwatch can read (found: {shown or 'no files'}). "
+            f"Expected {SAFETENSORS_INDEX} with its shards, *.safetensors, pytorch_model*.bin, *.pt, "
+            "*.pth or *.npz files, sentence-transformers module folders, or one .gguf, .onnx, .keras or .h5 file."
+        )
+
+    def _root_parts(self, names: list[str]) -> list[StateDictLikeSource]:
+        """The weight files of the folder itself (first matching rule of the module docstring)."""
+        from .numpy_ import NpzFileSource
+        from .safetensors_ import SafetensorsFileSource
+        from .torch_ import TorchFileSource
+
+        folder = self.path
+        if SAFETENSORS_INDEX in names:
+            return self._open_index(os.path.join(folder, SAFETENSORS_INDEX))
+        if BIN_INDEX in names:
+            index = os.path.join(folder, BIN_INDEX)
+            return [TorchFileSource(self._shard_path(index, s), trust_pickle=self._trust)
+                    for s in sorted(set(self._read_index(index).values()))]
+        chosen = [n for n in names if n.lower().endswith(".safetensors")]
+        if chosen:
+            return [SafetensorsFileSource(os.path.join(folder, n)) for n in chosen]
+        chosen = [n for n in names
+                  if (n.startswith("pytorch_model") and n.lower().endswith(".bin"))
+                  or n.lower().endswith((".pt", ".pth"))]
+        if chosen:
+            return [TorchFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
+        chosen = [n for n in names if n.lower().endswith(".npz")]
+        return [NpzFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
+
+    @staticmethod
+    def _read_index(index_path: str) -> dict:
+        index = read_json_file(index_path, "index file")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CorruptFileError(f"The index file '{index_path}' has no valid 'weight_map' object.")
+        return weight_map
+
+    def _shard_path(self, index_path: str, shard: str) -> str:
+        if os.path.basename(shard) != shard or shard in ("", ".", ".."):
+            raise CorruptFileError(f"The index file '{index_path}' names a shard outside its folder: {shard!r}.")
+        shard_path = os.path.join(self.path, shard)
+        if not os.path.isfile(shard_path):
+            raise CorruptFileError(f"The index file '{index_path}' names the shard '{shard}', "
+                                   f"which is missing from '{self.path}'.")
+        return shard_path
+
+    def _open_index(self, index_path: str) -> list[StateDictLikeSource]:
+        from .safetensors_ import SafetensorsFileSource
+
+        weight_map = self._read_index(index_path)
+        parts = []
+        for shard in sorted(set(weight_map.values())):
+            shard_path = self._shard_path(index_path, shard)
+            keys = [k for k, v in weight_map.items() if v == shard]
+            parts.append(SafetensorsFileSource(shard_path, order=keys))
+        return parts
+
+    def _module_folders(self, names: list[str]) -> list[str]:
+        """Sentence-transformers module folders holding weights, in ``modules.json`` order."""
+        subs = []
+        if "modules.json" in names:
+            listed = read_json_file(os.path.join(self.path, "modules.json"), "file")
+            entries = sorted((m for m in listed if isinstance(m, dict)), key=_module_index) \
+                if isinstance(listed, list) else []
+            subs = [str(m.get("path", "")) for m in entries if m.get("path")]
+        else:
+            subs = sorted((e.name for e in os.scandir(self.path) if e.is_dir() and _MODULE_DIR.match(e.name)),
+                          key=lambda n: int(n.split("_")[0]))
+        out = []
+        for sub in subs:
+            full = os.path.join(self.path, sub)
+            if os.path.basename(sub) != sub or not os.path.isdir(full):
+                continue
+            try:
+                FolderSource(full, trust_pickle=self._trust)
+            except UnknownFormatError:
+                continue  # a module without weights (pooling, normalisation)
+            out.append(sub)
+        return out
+
+    @property
+    def files(self) -> list[str]:
+        """The files read, in order."""
+        return [p.path for p in self._parts]
+
+    def entries(self) -> list[TensorEntry]:
+        out: list[TensorEntry] = []
+        prefixes = self._prefixes or [""] * len(self._parts)
+        for prefix, part in zip(prefixes, self._parts):
+            for e in part.entries():
+                out.append(TensorEntry(prefix + e.key, e.shape, e.dtype, e.loader) if prefix else e)
+        return out
+
+
+def single_model_file(folder: str) -> str | None:
+    """The one ``.gguf`` / ``.onnx`` / ``.keras`` / ``.h5`` file of a folder without other weights."""
+    names = _files(folder)
+    weights = [n for n in names if n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz"))]
+    single = [n for n in names if n.lower().endswith(_SINGLE_FILE_EXTENSIONS)]
+    if not weights and len(single) == 1 and "modules.json" not in names:
+        return os.path.join(folder, single[0])
+    return None

@@ -1,0 +1,312 @@
+"""GGUF files (llama.cpp), read with the ``gguf`` package: memory-mapped, one tensor at a time.
+
+At open, :class:`gguf.GGUFReader` parses the header (it memory-maps the file; no tensor data is
+read). Each layer's loader maps only that tensor's bytes and dequantises them with
+``gguf.quants.dequantize`` (Q4_0, Q4_1, Q5_x, Q8_0, the K-quants and whatever else the
+installed ``gguf`` supports), so the analysis holds one dequantised matrix at a time.
+
+Names and types follow llama.cpp's tensor names: ``token_embd`` is the embedding, ``output``
+the LM head, ``blk.N.attn_q / attn_k / attn_v / attn_output / attn_qkv`` and
+``blk.N.ffn_up / ffn_gate / ffn_down`` dense matrices, ``*_norm`` norms. Mixture-of-experts
+tensors ``ffn_*_exps`` (one 3-D tensor for all experts) give one matrix per expert, numbered
+after the other layers. Ids follow the state-dict rule of single files: every ``*.weight``
+tensor takes one, from 1. ``dtype`` is the type of the values analysed, ``quant`` the storage
+quantisation (``'Q4_1'``...; ``''`` for float tensors).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import mmap
+import os
+import struct
+from typing import Iterator
+
+import numpy as np
+
+from ...deps import require
+from ...errors import CorruptFileError, UnknownFormatError
+from ._common import MAX_DIM, STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
+from .base import LayerRef
+from .fused import append_parts
+
+__all__ = ["GGUFFileSource", "gguf_layer_type"]
+
+_FLOATS = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
+_INTS = {"I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64"}
+_DENSE_PARTS = ("attn_q", "attn_k", "attn_v", "attn_output", "attn_qkv", "attn_q_a", "attn_q_b", "attn_kv_a_mqa",
+                "attn_kv_b", "ffn_up", "ffn_gate", "ffn_down", "ffn_gate_inp", "ffn_up_shexp", "ffn_gate_shexp",
+                "ffn_down_shexp", "output")
+
+
+def gguf_layer_type(name: str, ndim: int) -> str:
+    """Layer type of a llama.cpp tensor name (without ``.weight``) and rank."""
+    last = name.split(".")[-1]
+    if ndim == 1:
+        return "norm" if "norm" in last else "unknown"
+    if ndim == 2:
+        if last in ("token_embd", "pos_embd", "token_types") or "embd" in last:
+            return "embedding"
+        return "dense"
+    return type_from_ndim(name, ndim)  # conv1d / conv2d / conv3d / unknown: the state-dict rule
+
+
+def _corrupt(path: str, problem: str) -> CorruptFileError:
+    return CorruptFileError(f"The GGUF file '{path}' is corrupted or truncated: {problem}.")
+
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_MAX_COUNT = 1 << 24  # tensors, key-value pairs, array items: far above any real model
+_MAX_DIMS = 8
+
+
+class _Header:
+    """A bounds-checked reader of the little-endian GGUF header (no tensor data is touched)."""
+
+    def __init__(self, path: str, buf):
+        self.path, self.buf, self.pos = path, buf, 0
+
+    def take(self, fmt: str):
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise _corrupt(self.path, f"the header ends at byte {len(self.buf)} in the middle of a field "
+                                      f"(offset {self.pos})")
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += size
+        return value
+
+    def count(self, what: str) -> int:
+        n = self.take("<Q")
+        if n > _MAX_COUNT:
+            raise _corrupt(self.path, f"{what} {n} is implausible (limit {_MAX_COUNT})")
+        return n
+
+    def string(self) -> str:
+        n = self.take("<Q")
+        if self.pos + n > len(self.buf):
+            raise _corrupt(self.path, f"a string of {n} bytes at offset {self.pos} runs past the end of the file")
+        raw = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return raw.decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, keep: bool):
+        if vtype in _SCALARS:
+            return self.take(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            itype, n = self.take("<I"), self.count("an array length of")
+            if itype in _SCALARS:  # skip fixed-size items without reading them
+                size = struct.calcsize(_SCALARS[itype]) * n
+                if self.pos + size > len(self.buf):
+                    raise _corrupt(self.path, f"an array of {n} items at offset {self.pos} runs past the end")
+                self.pos += size
+                return None
+            for _ in range(n):
+                self.value(itype, False)
+            return None
+        raise _corrupt(self.path, f"unknown metadata value type {vtype} at offset {self.pos - 4}")
+
+
+def read_gguf_header(path: str, gguf) -> tuple[dict, list]:
+    """Parse and validate a GGUF header: ``(metadata of scalar/string values, tensors)``.
+
+    Each tensor is ``(name, qtype, shape in numpy order, absolute offset, nbytes)``. Raises
+    :class:`CorruptFileError` on any inconsistency, :class:`UnknownFormatError` for a tensor type
+    the ``gguf`` package does not know, before any tensor data is read.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        if size < 24:
+            raise _corrupt(path, f"the file has {size} bytes, fewer than a GGUF header")
+        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return _parse(path, gguf, _Header(path, buf), size)
+    finally:
+        buf.close()
+
+
+def _parse(path, gguf, h: _Header, size: int):
+    magic = bytes(h.buf[:4])
+    if magic != b"GGUF":
+        raise _corrupt(path, f"it does not start with the GGUF magic bytes (found {magic!r})")
+    h.pos = 4
+    version = h.take("<I")
+    if version not in (2, 3):
+        raise _corrupt(path, f"GGUF version {version} is not supported (2 and 3 are; a big-endian file "
+                             "reads as a huge version)")
+    n_tensors, n_kv = h.count("the tensor count"), h.count("the metadata count")
+    meta = {}
+    for _ in range(n_kv):
+        key = h.string()
+        vtype = h.take("<I")
+        value = h.value(vtype, True)
+        if value is not None:
+            meta[key] = value
+    infos = []
+    for _ in range(n_tensors):
+        name = h.string()
+        n_dims = h.take("<I")
+        if n_dims > _MAX_DIMS:
+            raise _corrupt(path, f"tensor '{name}' has {n_dims} dimensions")
+        dims = [h.take("<Q") for _ in range(n_dims)]
+        code, offset = h.take("<I"), h.take("<Q")
+        try:
+            qtype = gguf.GGMLQuantizationType(code)
+        except ValueError:
+            raise UnknownFormatError(
+                f"The GGUF file '{path}' stores tensor '{name}' with quantisation type code {code}, which the "
+                f"installed gguf package ({_version()}) does not know: an unknown quantisation type. A newer gguf "
+                "release may support it (pip install -U gguf)."
+            ) from None
+        infos.append((name, qtype, dims, offset))
+    align = meta.get("general.alignment", 32)
+    if not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise _corrupt(path, f"general.alignment {align!r} is not a power of two")
+    data_start = -(-h.pos // align) * align
+    tensors = []
+    for name, qtype, dims, offset in infos:
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n_elems = math.prod(dims)
+        if dims and dims[0] % block:
+            raise _corrupt(path, f"tensor '{name}' has rows of {dims[0]} values, not a multiple of the "
+                                 f"{qtype.name} block size {block}")
+        if any(d > MAX_DIM for d in dims):
+            raise _corrupt(path, f"tensor '{name}' has dimensions {dims}, larger than any file can hold")
+        if offset % align:
+            raise _corrupt(path, f"tensor '{name}' starts at data offset {offset}, not a multiple of the "
+                                 f"alignment {align}")
+        nbytes = n_elems * type_size // block
+        start = data_start + offset
+        if start + nbytes > size:
+            raise _corrupt(path, f"tensor '{name}' ends at byte {start + nbytes} but the file has {size} bytes "
+                                 f"(dimensions {dims}, {qtype.name}: {nbytes} bytes from byte {start})")
+        tensors.append((name, qtype, tuple(int(d) for d in reversed(dims)), start, nbytes))
+    spans = sorted((t[3], t[3] + t[4], t[0]) for t in tensors if t[4])
+    for (_s0, e0, k0), (s1, _e1, k1) in zip(spans, spans[1:]):
+        if s1 < e0:
+            raise _corrupt(path, f"the data of tensors '{k0}' and '{k1}' overlap")
+    return meta, tensors
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"version {version('gguf')}"
+    except Exception:  # pragma: no cover - metadata missing
+        return "unknown version"
+
+
+def _dequantisable(gguf, qtype) -> bool:
+    name = qtype.name
+    if name in _FLOATS or name in _INTS:
+        return True
+    traits = getattr(gguf.quants, "_type_traits", None)
+    return traits is None or qtype in traits
+
+
+def load_gguf_tensor(path: str, offset: int, nbytes: int, qtype_value: int, shape: tuple) -> np.ndarray:
+    """Map ``nbytes`` at ``offset`` of ``path`` and dequantise them to ``shape`` (numpy order).
+
+    Module-level (picklable with ``functools.partial``): a worker process reads its own tensor.
+    """
+    gguf = require("gguf", purpose=f"read the GGUF file '{path}'")
+    qtype = gguf.GGMLQuantizationType(qtype_value)
+    if os.path.getsize(path) < offset + nbytes:
+        raise _corrupt(path, f"a tensor ends at byte {offset + nbytes} but the file has {os.path.getsize(path)}")
+    if nbytes == 0 or 0 in shape:
+        return np.zeros(shape, dtype=np.float32)
+    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(nbytes,))
+    try:
+        name = qtype.name
+        if name in _FLOATS or name in _INTS:
+            np_type = {"BF16": np.uint16}.get(name, np.dtype(_FLOATS.get(name) or _INTS[name]))
+            values = raw.view(np_type).reshape(shape)
+            if name == "BF16":
+                out = (values.astype(np.uint32) << 16).view(np.float32)
+            elif name in _INTS:
+                out = values.astype(np.float64)
+            else:
+                out = values.astype(np.float32 if name != "F64" else np.float64)
+            return out
+        rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        blocks = raw.reshape(rows, nbytes // rows)
+        try:
+            out = gguf.quants.dequantize(blocks, qtype)
+        except NotImplementedError:
+            raise UnknownFormatError(
+                f"The GGUF file '{path}' stores a tensor quantised as {name}, which the installed gguf package "
+                "cannot dequantise."
+            ) from None
+        return np.asarray(out, dtype=np.float32).reshape(shape)
+    finally:
+        del raw
+
+
+class GGUFFileSource(BaseSource):
+    """A ``.gguf`` file: header at open, one dequantised tensor per load."""
+
+    name = "gguf"
+    reads = (".gguf files (llama.cpp), memory-mapped, one tensor dequantised at a time "
+             "(F32/F16/BF16, Q4_0/Q4_1/Q5/Q8, K-quants...)")
+    module = "gguf"
+    extra = "gguf"
+    format = "gguf"
+    extensions = (".gguf",)
+
+    def __init__(self, path, *, start_id=None):
+        self.path = path_text(path)
+        self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
+        gguf = require("gguf", purpose=f"read the GGUF file '{self.path}'")
+        meta, tensors = read_gguf_header(self.path, gguf)
+        self._tensors = [(n, q, shape, off, nb, _dequantisable(gguf, q)) for n, q, shape, off, nb in tensors]
+        arch = meta.get("general.architecture")
+        self.architecture = arch if isinstance(arch, str) else ""
+        self.description = f"{self.path} (GGUF{', ' + self.architecture if self.architecture else ''})"
+
+    def _ref(self, layer_id, key, qtype, shape, offset, nbytes, ok) -> LayerRef:
+        name = key[: -len(".weight")] if key.endswith(".weight") else key
+        qname = qtype.name
+        dtype = _FLOATS.get(qname) or _INTS.get(qname) or "float32"
+        quant = "" if qname in _FLOATS else qname
+        skip = "" if ok else f"quantisation {qname} cannot be dequantised by the installed gguf package"
+        loader = functools.partial(load_gguf_tensor, self.path, offset, nbytes, int(qtype), shape)
+        return LayerRef(layer_id=layer_id, name=name, longname=name, layer_type=gguf_layer_type(name, len(shape)),
+                        shape=shape, dtype=dtype, loader=loader, quant=quant, skip=skip)
+
+    def layers(self) -> Iterator[LayerRef]:
+        parts: list[LayerRef] = []
+        return append_parts(self._walk(parts), parts, self._start_id)
+
+    def _walk(self, parts: list) -> Iterator[LayerRef]:
+        has_weight = any(t[0].endswith(".weight") for t in self._tensors)
+        layer_id = self._start_id
+        for key, qtype, shape, offset, nbytes, ok in self._tensors:
+            if has_weight and not key.endswith(".weight"):
+                continue
+            ref = self._ref(layer_id, key, qtype, shape, offset, nbytes, ok)
+            if len(shape) == 3 and "_exps" in key and shape[0] > 0 and nbytes % shape[0] == 0:
+                # experts are the slowest axis: expert k's rows are one contiguous byte range
+                step = nbytes // shape[0]
+                for k in range(shape[0]):
+                    part = self._ref(-1, key, qtype, shape[1:], offset + k * step, step, ok)
+                    parts.append(_renamed(part, f"{ref.name}.{k}", "dense"))
+                ref = _skipped(ref, f"a mixture-of-experts tensor: analysed as its {shape[0]} experts "
+                                    f"'{ref.name}.0' ... (numbered after the other layers)")
+            yield ref
+            layer_id += 1
+
+
+def _renamed(ref: LayerRef, name: str, layer_type: str) -> LayerRef:
+    import dataclasses
+
+    return dataclasses.replace(ref, name=name, longname=name, layer_type=layer_type)
+
+
+def _skipped(ref: LayerRef, reason: str) -> LayerRef:
+    import dataclasses
+
+    return dataclasses.replace(ref, skip=reason)

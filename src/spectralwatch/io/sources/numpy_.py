@@ -1,0 +1,293 @@
+"""numpy inputs: a bare array (one layer), ``.npz`` archives (read lazily, one array per load), ``.npy`` files.
+
+Nothing is unpickled unless the caller passes ``trust_pickle=True`` (see docs/formats.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping
+from typing import Iterator
+
+import numpy as np
+
+from ...errors import CorruptFileError, UnknownFormatError
+from ._common import (ARRAY_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource, TensorEntry,
+                      _has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
+                      describe_object, mapping_entries, path_text, reraise_access_errors, type_from_ndim,
+                      unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
+from .base import LayerRef
+
+__all__ = ["NumpyArraySource", "StateDictSource", "NpzFileSource", "NpyFileSource"]
+
+
+def single_layer(obj, start_id, to_numpy, dtype: str) -> Iterator[LayerRef]:
+    shape = tuple(int(s) for s in obj.shape)
+    yield LayerRef(layer_id=start_id, name="W", longname="W", layer_type=type_from_ndim("W", len(shape)),
+                   shape=shape, dtype=dtype, loader=lambda: to_numpy(obj))
+
+
+class NumpyArraySource(BaseSource):
+    """A single weight tensor given as a numpy array: one layer named ``W``."""
+
+    name = "numpy.ndarray"
+    reads = "a single weight matrix or conv kernel as a numpy array (one layer, named 'W')"
+    module = "numpy"
+    format = "numpy.ndarray"
+    short = "a numpy array"
+
+    @classmethod
+    def can_open(cls, obj) -> bool:
+        return isinstance(obj, np.ndarray) and not obj.dtype.hasobject
+
+    def __init__(self, obj: np.ndarray, *, start_id=None):
+        self._array = obj
+        self._start_id = check_start_id(start_id, ARRAY_START_ID)
+        self.description = f"numpy array of shape {tuple(obj.shape)} ({obj.dtype})"
+
+    def layers(self) -> Iterator[LayerRef]:
+        return single_layer(self._array, self._start_id, widen_numpy, self._array.dtype.name)
+
+
+class StateDictSource(StateDictLikeSource):
+    """A mapping of names to numpy arrays or torch tensors (``model.state_dict()``...)."""
+
+    name = "state dict"
+    reads = ("a mapping of names to numpy arrays or torch tensors, e.g. model.state_dict() "
+             "(checkpoint wrappers and 'module.' prefixes handled)")
+    module = "numpy"
+    format = "state_dict"
+    short = "a state dict (mapping of names to numpy arrays or torch tensors)"
+
+    @classmethod
+    def can_open(cls, obj) -> bool:
+        return isinstance(obj, Mapping)
+
+    def __init__(self, obj: Mapping, *, start_id=None, description: str | None = None):
+        inner = unwrap_checkpoint(obj)
+        if not _has_tensor_values(inner):
+            raise UnknownFormatError(
+                f"Expected a state dict (a mapping of names to numpy arrays or torch tensors) "
+                f"but got {describe_object(obj)}."
+            )
+        self._mapping = inner
+        self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
+        self.description = description or f"{type(obj).__name__} with {len(inner)} entries"
+
+    def entries(self) -> list[TensorEntry]:
+        return mapping_entries(self._mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# .npz and .npy files
+# --------------------------------------------------------------------------------------------
+
+#: what reading a damaged zip archive or .npy header can raise (zipfile, zlib, numpy's header parser)
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+                ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error, UnicodeDecodeError,
+                SyntaxError, RecursionError, MemoryError, OSError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def _read_npy_header(fh):
+    """``(shape, fortran_order, dtype)`` of a ``.npy`` stream, leaving it at the first data byte."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)
+
+
+def _numeric_dtype(dtype: np.dtype) -> bool:
+    return dtype.kind in "biufc" and dtype.fields is None and dtype.subdtype is None
+
+
+def _npy_entry(path: str, name: str, fh, data_bytes) -> tuple[tuple, np.dtype]:
+    """Validated ``(shape, dtype)`` of one ``.npy`` stream (``data_bytes(header_end)``: the bytes after it)."""
+    try:
+        shape, _fortran, dtype = _read_npy_header(fh)
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # numpy parses the header text with tokenize/ast: anything can come out
+        raise CorruptFileError(f"The array '{name}' of '{path}' has a damaged .npy header: {_reason(exc)}") from None
+    shape = check_shape(path, f"array '{name}'", shape)
+    if not dtype.hasobject:
+        needed = math.prod(shape) * dtype.itemsize
+        check_bytes_available(path, f"array '{name}' ({shape}, {dtype})", needed, data_bytes(fh.tell()))
+    return shape, dtype
+
+
+class NpzFileSource(StateDictLikeSource):
+    """``.npz`` archive: array headers are read at open, each array only when loaded.
+
+    Members holding Python objects (pickles) are left out, unless ``trust_pickle=True``.
+    """
+
+    name = "npz"
+    reads = ".npz archives of named numpy arrays (numpy.savez), read one array at a time, never unpickled"
+    module = "numpy"
+    format = "npz"
+    extensions = (".npz",)
+    may_unpickle = True
+
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+        self.path = path_text(path)
+        self.description = self.path
+        self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
+        self._trust = bool(trust_pickle)
+        self._entries = self._scan()
+
+    def _scan(self) -> list[tuple[str, tuple, str]]:
+        found, pickled = [], []
+        try:
+            with zipfile.ZipFile(self.path, "r") as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    key = info.filename[: -len(".npy")]
+                    with zf.open(info, "r") as fh:
+                        shape, dtype = _npy_entry(self.path, key, fh, lambda pos: info.file_size - pos)
+                    if dtype.hasobject:
+                        pickled.append(key)
+                        if not self._trust:
+                            continue  # needs pickle: never loaded
+                    elif not _numeric_dtype(dtype):
+                        continue  # strings, records...: not weights
+                    found.append((key, shape, dtype.name))
+        except CorruptFileError:
+            raise
+        except _READ_ERRORS as exc:
+            reraise_access_errors(exc)
+            raise CorruptFileError(f"Cannot read the .npz file '{self.path}' (corrupted or truncated): "
+                                   f"{_reason(exc)}") from None
+        if pickled and self._trust:
+            warn_trusted_pickle(self.path)
+        elif pickled and not found:
+            raise unsafe_pickle_error(
+                self.path, f"holds only arrays of pickled Python objects ({', '.join(pickled[:5])})",
+                "Save numeric arrays instead: numpy.savez(path, **{name: numpy.asarray(w, dtype=float)}).")
+        return found
+
+    def _loader(self, key: str):
+        # picklable (see safetensors_._loader): workers read their own arrays from the file
+        return functools.partial(_load_npz_array, self.path, key, self._trust)
+
+    def entries(self) -> list[TensorEntry]:
+        items = self._entries
+        names = [k for k, _, _ in items]
+        strip = bool(names) and all(n.startswith("module.") for n in names)
+        return [TensorEntry(k[len("module."):] if strip else k, shape, dt, self._loader(k))
+                for k, shape, dt in items]
+
+
+def _numeric(path: str, key: str, arr: np.ndarray) -> np.ndarray:
+    """An unpickled object array as float64 (only reached with ``trust_pickle=True``)."""
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise UnknownFormatError(f"Array '{key}' of '{path}' holds Python objects that are not numbers: "
+                                 f"{_reason(exc)}") from None
+
+
+def _load_npz_array(path, key: str, trust_pickle: bool = False) -> np.ndarray:
+    """Read one array of an ``.npz`` file (unpickling only with ``trust_pickle``)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(key + ".npy")
+            check_expansion(path, f"array '{key}'", info.file_size, info.compress_size, fmt=".npz file")
+        with np.load(path, allow_pickle=bool(trust_pickle)) as npz:
+            arr = npz[key]
+    except CorruptFileError:
+        raise
+    except _READ_ERRORS as exc:
+        reraise_access_errors(exc)
+        raise CorruptFileError(f"Cannot read array '{key}' of '{path}' (corrupted or truncated): "
+                               f"{_reason(exc)}") from None
+    except Exception as exc:  # only a trusted pickle can raise anything else
+        raise CorruptFileError(f"Cannot unpickle array '{key}' of '{path}': {_reason(exc)}") from None
+    if arr.dtype.hasobject:
+        return _numeric(path, key, arr)
+    return widen_numpy(arr, copy=False)
+
+
+def _load_npy_array(path: str) -> np.ndarray:
+    """The array of a ``.npy`` file, memory-mapped then copied (never unpickled)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except _READ_ERRORS as exc:
+        reraise_access_errors(exc)
+        raise CorruptFileError(f"Cannot read the .npy file '{path}' (corrupted or truncated): {_reason(exc)}") from None
+    try:
+        return widen_numpy(np.asarray(arr), copy=True)
+    finally:
+        del arr
+
+
+class NpyFileSource(BaseSource):
+    """A ``.npy`` file: one array (one layer named ``W``), read when analysed.
+
+    A file of pickled Python objects (``numpy.save`` of a dict of arrays, an object array) is
+    refused, unless ``trust_pickle=True``: then a saved dict is read as a state dict.
+    """
+
+    name = "npy"
+    reads = (".npy files holding one array (numpy.save): one layer named 'W'; pickled object arrays "
+             "only with trust_pickle=True")
+    module = "numpy"
+    format = "npy"
+    extensions = (".npy",)
+    may_unpickle = True
+
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+        self.path = path_text(path)
+        self.description = self.path
+        self._inner = None
+        size = os.path.getsize(self.path)
+        try:
+            with open(self.path, "rb") as fh:
+                self.shape, dtype = _npy_entry(self.path, "W", fh, lambda pos: size - pos)
+        except CorruptFileError:
+            raise
+        except _READ_ERRORS as exc:
+            reraise_access_errors(exc)
+            raise CorruptFileError(f"Cannot read the .npy file '{self.path}' (corrupted or truncated): "
+                                   f"{_reason(exc)}") from None
+        self.dtype = dtype.name
+        if not dtype.hasobject and not _numeric_dtype(dtype):
+            raise UnknownFormatError(f"The .npy file '{self.path}' holds an array of {dtype} values, not numbers: "
+                                     "it is not a weight matrix.")
+        if dtype.hasobject:
+            if not trust_pickle:
+                raise unsafe_pickle_error(
+                    self.path, "holds pickled Python objects (numpy.save of a dict or of an object array)",
+                    "Save the arrays themselves instead: numpy.save(path, matrix) for one matrix, "
+                    "numpy.savez(path, **arrays) for several.")
+            self._inner = self._trusted(start_id)
+        self._start_id = check_start_id(start_id, ARRAY_START_ID)
+
+    def _trusted(self, start_id) -> BaseSource:
+        warn_trusted_pickle(self.path)
+        try:
+            obj = np.load(self.path, allow_pickle=True)
+        except Exception as exc:  # a trusted pickle can raise anything
+            raise CorruptFileError(f"Cannot unpickle the .npy file '{self.path}': {_reason(exc)}") from None
+        if obj.ndim == 0 and isinstance(obj.item(), Mapping):
+            return StateDictSource(obj.item(), start_id=start_id, description=self.path)
+        return NumpyArraySource(_numeric(self.path, "W", obj), start_id=start_id)
+
+    def layers(self) -> Iterator[LayerRef]:
+        if self._inner is not None:
+            return self._inner.layers()
+        shape = self.shape
+        loader = functools.partial(_load_npy_array, self.path)
+        return iter([LayerRef(layer_id=self._start_id, name="W", longname="W",
+                              layer_type=type_from_ndim("W", len(shape)), shape=shape, dtype=self.dtype,
+                              loader=loader)])

@@ -1,0 +1,1 @@
+"""spectralwatch.render."""

@@ -1,0 +1,163 @@
+"""Text output of the command line: aligned tables coloured by warning, a summary panel, markdown.
+
+Colours are ANSI escape codes, used only when the output is a terminal and ``NO_COLOR`` is not
+set (https://no-color.org); piped output is plain text, byte for byte the same on every machine.
+No third-party dependency: ``pip install spectralwatch`` gives the full command line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "verdict"]
+
+_CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
+_ROW_STYLE = {"over-trained": "red", "under-trained": "yellow", "failed": "dim"}
+
+
+def use_color(stream, mode: str = "auto") -> bool:
+    """Whether to colour output on ``stream``: ``mode`` 'always', 'never' or 'auto' (a TTY, no NO_COLOR)."""
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, style: str | None, color: bool) -> str:
+    if not color or not style:
+        return text
+    codes = ";".join(_CODES[s] for s in style.split("+"))
+    return f"\x1b[{codes}m{text}\x1b[0m"
+
+
+def fmt_value(v, width_hint: int = 0) -> str:
+    """A cell: ints as they are, floats with 3 decimals (3 significant digits when tiny or huge)."""
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        if math.isnan(x):
+            return ""
+        if x.is_integer() and abs(x) < 1e6 and width_hint == -1:
+            return str(int(x))
+        a = abs(x)
+        return f"{x:.3f}" if (a == 0 or 1e-3 <= a < 1e6) else f"{x:.3g}"
+    return str(v)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def _row_style(row: dict) -> str | None:
+    if row.get("status") == "failed":
+        return _ROW_STYLE["failed"]
+    return _ROW_STYLE.get(row.get("warning") or "")
+
+
+def render_table(frame, columns, *, color=False, max_width=48) -> str:
+    """An aligned text table of ``frame[columns]``; rows coloured by warning when ``color``.
+
+    Numbers are right-aligned, text left-aligned; long names are shortened from the left
+    (the end of a layer path is the informative part). ``alpha`` is green inside [2, 6].
+    """
+    cols = [c for c in columns if c in frame.columns]
+    rows = frame[cols].to_dict("records") if len(frame) else []
+    full = frame.to_dict("records") if len(frame) else []
+    from .html import FIT_COLUMNS
+
+    cells = [[_clip(fmt_value(None if f.get("status") == "failed" and c in FIT_COLUMNS else r[c]), max_width)
+              for c in cols] for r, f in zip(rows, full)]
+    numeric = [frame[c].dtype.kind in "iuf" for c in cols]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+
+    def line(values, num_flags):
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, num_flags)).rstrip()
+
+    out = [paint(line(cols, numeric), "bold", color)]
+    for r, row in zip(full, cells):
+        text = line(row, numeric)
+        style = _row_style(r)
+        if style:
+            text = paint(text, style, color)
+        elif color and "alpha" in cols:
+            a = r.get("alpha")
+            if a is not None and 2.0 <= float(a) <= 6.0:
+                i = cols.index("alpha")
+                start = sum(widths[:i]) + 2 * i
+                end = start + widths[i]
+                text = text[:start] + paint(text[start:end], "green", True) + text[end:]
+        out.append(text)
+    return "\n".join(out)
+
+
+def render_markdown(frame, columns=None) -> str:
+    """A GitHub-flavoured markdown table (``|`` in cells escaped)."""
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    numeric = [frame[c].dtype.kind in "iuf" for c in cols]
+    head = "| " + " | ".join(cols) + " |"
+    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
+    body = ["| " + " | ".join(fmt_value(r[c]).replace("|", "\\|") for c in cols) + " |"
+            for r in frame[cols].to_dict("records")]
+    return "\n".join([head, rule, *body])
+
+
+def verdict(alpha: float) -> str:
+    """The reading of a mean alpha, in words."""
+    if alpha < 2:
+        return "below 2: layers look over-fitted (over-trained)"
+    if alpha <= 6:
+        return "in [2, 6]: the well-trained range (near 2 is best)"
+    return "above 6: layers look under-trained"
+
+
+def summary_lines(report) -> list:
+    """The summary of one report as plain lines (counts, means, the verdict, flagged layers)."""
+    s = report.summary
+    lines = [f"{report.num_layers} layers analysed"
+             + (f", {report.num_failed} failed" if report.num_failed else "")
+             + (f", {len(report.skipped)} skipped" if len(report.skipped) else "")]
+    if report.num_failed:
+        from ..results.failures import failure_text
+
+        lines.append(failure_text(report.details) + " (the message column of --format csv/json says more)")
+    for key, value in s.items():
+        lines.append(f"{key:<18} {value: .4f}")
+    alpha = s.get("alpha")
+    if alpha is not None and alpha == alpha:
+        lines.append(f"mean alpha {alpha:.2f} is {verdict(alpha)}")
+        d = report.details
+        flagged = d[d["warning"].isin(["over-trained", "under-trained"])] if "warning" in d else d.iloc[:0]
+        if len(flagged):
+            names = ", ".join(f"{r.name} ({r.warning})" for r in flagged.head(6).itertuples())
+            noun = "layer" if len(flagged) == 1 else "layers"
+            lines.append(f"{len(flagged)} {noun} flagged: {names}" + (" ..." if len(flagged) > 6 else ""))
+    return lines
+
+
+def summary_panel(report, *, title: str, color=False, unicode=True) -> str:
+    """The summary in a box (``+--+`` corners when the stream cannot print box-drawing characters)."""
+    lines = summary_lines(report)
+    width = min(110, max(len(title) + 4, *(len(x) for x in lines)) + 2)
+    h, v, tl, tr, bl, br = ("─", "│", "┌", "┐", "└", "┘") if unicode else ("-", "|", "+", "+", "+", "+")
+    top = f"{tl}{h} {title} " + h * max(0, width - len(title) - 3) + tr
+    out = [paint(top, "bold", color)]
+    for text in lines:
+        body = _clip(text, width - 2).ljust(width - 2)
+        style = None
+        if text.startswith("mean alpha"):
+            style = "green" if "well-trained" in text else ("red" if "over" in text else "yellow")
+        elif "flagged" in text:
+            style = "yellow"
+        out.append(f"{v} {paint(body, style, color)} {v}")
+    out.append(f"{bl}" + h * (width) + br)
+    return "\n".join(out)

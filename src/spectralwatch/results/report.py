@@ -1,0 +1,223 @@
+"""Report: the per-layer details table, the model summary, the eigenvalues, and exports."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Report", "SUMMARY_METRICS", "summarize"]
+
+#: model-level means, WeightWatcher's ``get_summary()`` keys (``mp_softrank`` when present)
+SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
+                   "stable_rank", "mp_softrank")
+
+# column order of the details table: identity, spectrum, fit, outcome, then anything else
+_ORDER = ("layer_id", "name", "longname", "layer_type", "slice_id", "dtype", "quant", "N", "M", "Q", "rf",
+          "num_evals", "has_esd", "lambda_max", "sv_max", "sv_min", "norm", "log_norm", "spectral_norm",
+          "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss", "weak_rank_loss", "entropy",
+          "alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "n_tail", "num_fingers", "raw_alpha",
+          "alpha_weighted", "log_alpha_norm", "fit_method", "spectrum_route", "status", "warning", "message")
+
+
+def _averaged(details, exclude_flagged: bool = False):
+    """The rows the summary averages: successful ones (and unflagged ones, when asked)."""
+    ok = details[details["status"] == "success"] if "status" in details else details
+    if exclude_flagged and "fit_quality" in ok:
+        ok = ok[ok["fit_quality"].fillna("") == ""]
+    return ok
+
+
+def summarize(details, *, exclude_flagged: bool = False) -> dict:
+    """Mean of each summary metric over the layers whose analysis succeeded.
+
+    Failed layers are left out (WeightWatcher averages their ``-1`` placeholders in). With
+    ``exclude_flagged=True`` the layers with a non-empty ``fit_quality`` are left out too, and the
+    summary also holds ``num_averaged`` and ``num_flagged`` (docs/statistics.md); by default its
+    keys are WeightWatcher's.
+    """
+    summary = {}
+    if details is None or len(details) == 0:
+        return summary
+    ok = _averaged(details, exclude_flagged)
+    for metric in SUMMARY_METRICS:
+        if metric in details.columns:
+            summary[metric] = float(ok[metric].astype(float).mean()) if len(ok) else math.nan
+    if exclude_flagged:
+        summary["num_averaged"] = len(ok)
+        summary["num_flagged"] = len(_averaged(details)) - len(ok)
+    return summary
+
+
+def _split_payloads(rows: list) -> dict:
+    """Move the non-column entries of optional analyses (keys starting with ``_``) out of the rows.
+
+    Returns ``{(layer_id, slice_id): {key: value}}``; the rows are modified in place.
+    """
+    payloads = {}
+    for row in rows:
+        private = [k for k in row if k.startswith("_")]
+        if private:
+            payloads[(row["layer_id"], row.get("slice_id", 0))] = {k: row.pop(k) for k in private}
+    return payloads
+
+
+class Report:
+    """The result of :func:`spectralwatch.analyze`.
+
+    Attributes
+    ----------
+    details : pandas.DataFrame
+        One row per analysed layer (per slice with ``pool=False``), WeightWatcher's column names
+        plus ``dtype``, ``n_tail``, ``fit_method``, ``spectrum_route`` and ``message``.
+    summary : dict
+        Model-level means of :data:`SUMMARY_METRICS` over successfully analysed layers.
+    skipped : pandas.DataFrame
+        Candidate layers that were not analysed, with the reason.
+    source : str
+        What was analysed (format and path).
+    """
+
+    def __init__(self, rows: list, evals: dict, fits: dict, skipped: list, options, source: str = ""):
+        import pandas as pd
+
+        self._payloads = _split_payloads(rows)
+        cols = [c for c in _ORDER if any(c in r for r in rows)]
+        cols += sorted({c for r in rows for c in r} - set(cols))
+        self.details = pd.DataFrame(rows, columns=cols)
+        self.skipped = pd.DataFrame(skipped, columns=["layer_id", "name", "layer_type", "shape", "rule", "reason"])
+        self.summary = summarize(self.details, exclude_flagged=getattr(options, "exclude_flagged", False))
+        self.options = options
+        self.source = source
+        self._evals = evals
+        self._fits = fits
+        self.figures: list = []  # paths of the figure files written by analyze(plot=True)
+
+    # ---- counts -------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Rows in the details table."""
+        return len(self.details)
+
+    @property
+    def num_failed(self) -> int:
+        return int((self.details["status"] == "failed").sum()) if len(self.details) else 0
+
+    @property
+    def failures(self) -> dict:
+        """Why layers failed: ``{reason class: number of failed rows}`` (see :mod:`spectralwatch.failures`)."""
+        from .failures import failure_summary
+
+        return failure_summary(self.details)
+
+    # ---- per-layer data -----------------------------------------------------------------
+    def _key(self, layer) -> tuple:
+        keys = list(self._evals)
+        if isinstance(layer, tuple) and layer in self._evals:
+            return layer
+        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+            match = [k for k in keys if k[0] == int(layer)]
+        elif isinstance(layer, str):
+            ids = self.details.loc[(self.details["name"] == layer) | (self.details["longname"] == layer), "layer_id"]
+            match = [k for k in keys if k[0] in set(ids)]
+        else:
+            raise TypeError(f"layer must be a layer id (int) or a layer name (str); got {layer!r}")
+        if not match:
+            rows = self.details
+            if isinstance(layer, (int, np.integer)):
+                hit = rows[rows["layer_id"] == int(layer)]
+            else:
+                hit = rows[(rows["name"] == layer) | (rows["longname"] == layer)]
+            if len(hit):
+                why = str(hit.iloc[0].get("message") or "")
+                raise KeyError(f"layer {layer!r} has no eigenvalues in this report: its analysis failed"
+                               + (f" ({why})" if why else "") + " or its row was resumed from a journal")
+            raise KeyError(f"no analysed layer {layer!r} in this report (see report.details and report.skipped)")
+        return match[0]
+
+    def get_ESD(self, layer, random: bool = False) -> np.ndarray:
+        """Sorted eigenvalues of a layer (by id or name; ``(id, slice_id)`` for unpooled slices).
+
+        ``random=True``: the eigenvalues of the element-wise shuffled matrices (all replicas), kept
+        by ``analyze(randomize=True)``.
+        """
+        key = self._key(layer)
+        return self._payload(key, "_rand_evals", "randomize=True") if random else self._evals[key]
+
+    def get_traps(self, layer) -> tuple:
+        """The correlation traps of a layer: :class:`~spectralwatch.rmt.CorrelationTrap` s, largest first.
+
+        Spikes of the randomized spectrum (eigenvalue, distance and ratio to its MP edge); empty
+        when there is none. Needs ``analyze(randomize=True)``.
+        """
+        return self._payload(self._key(layer), "_traps", "randomize=True")
+
+    def _payload(self, key, name, option):
+        payload = self._payloads.get(key, {})
+        if name not in payload:
+            raise KeyError(f"layer {key[0]} has no {name.lstrip('_')}: analyze with {option}")
+        return payload[name]
+
+    @property
+    def num_averaged(self) -> int:
+        """How many layers the summary averaged (successful, and unflagged with ``exclude_flagged``)."""
+        if not len(self.details):
+            return 0
+        return len(_averaged(self.details, getattr(self.options, "exclude_flagged", False)))
+
+    def get_statistics(self, layer) -> dict:
+        """The fit statistics of a layer: ``{'bootstrap': AlphaBootstrap, 'gof': GoodnessOfFit,
+        'comparison': TailComparison}`` (those that were asked for; None for a failed fit)."""
+        return self._payload(self._key(layer), "_stats", "bootstrap=N, gof_samples=N or compare_tails=True")
+
+    def get_fit(self, layer):
+        """The :class:`~spectralwatch.fit.PowerLawFit` of a layer (None when no fit was made)."""
+        return self._fits.get(self._key(layer))
+
+    # ---- export -------------------------------------------------------------------------
+    def to_csv(self, path=None, **kwargs):
+        """Details as CSV: returned as a string when ``path`` is None, else written to ``path``."""
+        return self.details.to_csv(path, index=False, **kwargs)
+
+    def to_json(self, path=None) -> str | None:
+        """Details, summary and skipped layers as one JSON document."""
+        doc = {
+            "source": self.source,
+            "summary": {k: (v if v == v else None) for k, v in self.summary.items()},  # NaN is not JSON
+            "num_layers": self.num_layers,
+            "num_failed": self.num_failed,
+            "failures": self.failures,
+            "details": json.loads(self.details.to_json(orient="records")),
+            "skipped": json.loads(self.skipped.to_json(orient="records")),
+        }
+        text = json.dumps(doc, indent=2)
+        if path is None:
+            return text
+        Path(path).write_text(text)
+        return None
+
+    def to_html(self, path=None, **kwargs):
+        """A self-contained HTML report (see :func:`spectralwatch.html.report_html`).
+
+        Returned as a string when ``path`` is None, else written to ``path``.
+        """
+        from ..render.html import report_html
+
+        text = report_html(self, **kwargs)
+        if path is None:
+            return text
+        Path(path).write_text(text, encoding="utf-8")
+        return None
+
+    def __repr__(self) -> str:
+        head = f"<spectralwatch Report: {self.num_layers} layers"
+        if self.num_failed:
+            head += f" ({self.num_failed} failed)"
+        if len(self.skipped):
+            head += f", {len(self.skipped)} skipped"
+        if "fit_quality" in self.details:  # the statistics options are on: say what the means cover
+            head += f", {self.num_averaged} averaged"
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in self.summary.items())
+        return head + (f"; {parts}" if parts else "") + ">"

@@ -1,0 +1,364 @@
+r"""Compare models without test data ("don't peek"), and check the metrics against accuracies.
+
+:func:`compare` analyses several models with the same options and puts their summary metrics side
+by side. HTSR predicts, among models of one architecture family, that smaller ``alpha_weighted``
+(:math:`\hat\alpha`), ``log_alpha_norm``, ``log_spectral_norm`` and ``log_norm`` go with better
+test accuracy, so the models can be ranked from their weights alone.
+
+When accuracies are known, each metric is checked as in Martin, Peng & Mahoney, "Predicting
+trends in the quality of state-of-the-art neural networks without access to training or testing
+data", Nature Communications 12, 4122 (2021), Table 1: the least-squares line
+:math:`\text{acc} \approx a\,m + b` of accuracy against the model-level metric :math:`m`, its
+root-mean-square error :math:`\sqrt{\tfrac1n\sum (\text{acc}_i - a m_i - b)^2}`, its coefficient
+of determination :math:`R^2 = 1 - SS_{res}/SS_{tot}`, and Kendall's rank correlation
+:math:`\tau` (the tau-b variant, which accounts for ties) between metric and accuracy. A good
+metric has a small RMSE, an :math:`R^2` near 1 and :math:`|\tau|` near 1 (negative: smaller metric,
+better model).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+
+__all__ = ["compare", "Comparison", "MetricFit", "fit_metric", "COMPARE_METRICS", "plot_metric_vs_accuracy",
+           "plot_alpha_curves", "save_comparison_figures"]
+
+#: model-level metrics compared by default (Martin, Peng & Mahoney 2021, Table 1, plus alpha)
+COMPARE_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
+
+
+@dataclass(frozen=True)
+class MetricFit:
+    """Least-squares fit of accuracy against one model-level metric.
+
+    Attributes
+    ----------
+    metric : str
+    slope, intercept : float
+        ``accuracy ~ slope * metric + intercept``.
+    rmse : float
+        Root-mean-square residual, in accuracy units.
+    r2 : float
+        Coefficient of determination (NaN when the accuracies are all equal).
+    kendall_tau : float
+        Kendall's tau-b between the metric and the accuracy (NaN when either is constant).
+    n : int
+        Number of models in the fit.
+    """
+
+    metric: str
+    slope: float
+    intercept: float
+    rmse: float
+    r2: float
+    kendall_tau: float
+    n: int
+
+    def predict(self, values):
+        """Accuracy predicted by the line at metric ``values``."""
+        return self.slope * np.asarray(values, dtype=float) + self.intercept
+
+    def __repr__(self) -> str:
+        return (f"MetricFit({self.metric!r}: slope={self.slope:.4g}, intercept={self.intercept:.4g}, "
+                f"rmse={self.rmse:.4g}, r2={self.r2:.4f}, kendall_tau={self.kendall_tau:.4f}, n={self.n})")
+
+
+def fit_metric(values, accuracies, *, metric: str = "") -> MetricFit:
+    """Least-squares line, RMSE, R^2 and Kendall tau-b of ``accuracies`` against ``values``.
+
+    Parameters
+    ----------
+    values, accuracies : array_like, same length (>= 2)
+        One model-level metric and the accuracy of each model.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 models, different lengths, non-finite values, or a constant metric
+        (no line can be fitted).
+
+    Examples
+    --------
+    >>> fit = fit_metric([1.0, 2.0, 3.0], [0.9, 0.8, 0.7], metric="alpha")
+    >>> round(fit.slope, 6), round(fit.r2, 6), fit.kendall_tau
+    (-0.1, 1.0, -1.0)
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    y = np.asarray(accuracies, dtype=float).ravel()
+    if x.size != y.size:
+        raise ValueError(f"{x.size} metric values but {y.size} accuracies for metric {metric!r}.")
+    if x.size < 2:
+        raise ValueError(f"A fit of accuracy against {metric or 'a metric'} needs at least 2 models; got {x.size}.")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError(f"Metric {metric!r} or the accuracies contain NaN or infinite values.")
+    xc, yc = x - x.mean(), y - y.mean()
+    sxx = float(xc @ xc)
+    if sxx == 0.0:
+        raise ValueError(f"Metric {metric!r} has the same value for every model: no line can be fitted.")
+    slope = float(xc @ yc) / sxx
+    intercept = float(y.mean() - slope * x.mean())
+    resid = y - (slope * x + intercept)
+    ss_res, ss_tot = float(resid @ resid), float(yc @ yc)
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+    return MetricFit(metric=metric, slope=slope, intercept=intercept, rmse=math.sqrt(ss_res / x.size),
+                     r2=r2, kendall_tau=_kendall_tau_b(x, y), n=int(x.size))
+
+
+def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    r"""Kendall's :math:`\tau_b = (C - D) / \sqrt{(n_0 - n_x)(n_0 - n_y)}` over all pairs (O(n^2)).
+
+    ``C``/``D``: concordant/discordant pairs, :math:`n_0 = n(n-1)/2`, :math:`n_x`/:math:`n_y`: pairs
+    tied in x / in y. Model comparisons hold tens of models, so the direct count is exact and fast.
+    """
+    i, j = np.triu_indices(x.size, k=1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    s = float(np.sum(sx * sy))
+    nx, ny = float(np.count_nonzero(sx)), float(np.count_nonzero(sy))
+    return s / math.sqrt(nx * ny) if nx > 0 and ny > 0 else math.nan
+
+
+class Comparison:
+    """The result of :func:`compare`.
+
+    Attributes
+    ----------
+    names : tuple of str
+    reports : tuple of Report
+    summary : pandas.DataFrame
+        One row per model (index: name): the summary metrics, ``num_layers``, ``num_failed``,
+        ``num_flagged`` (layers outside [2, 6]), and ``accuracy`` when given.
+    fits : tuple of MetricFit
+        One per metric, when accuracies were given (empty otherwise).
+    metrics : tuple of str
+    """
+
+    def __init__(self, names, reports, accuracies, metrics):
+        import pandas as pd
+
+        self.names = tuple(names)
+        self.reports = tuple(reports)
+        self.metrics = tuple(metrics)
+        rows = []
+        for name, rep in zip(self.names, self.reports):
+            flagged = int((rep.details["warning"].isin(["over-trained", "under-trained"])).sum()) \
+                if "warning" in rep.details else 0
+            row = {"model": name, **{m: rep.summary.get(m, math.nan) for m in self.metrics},
+                   "num_layers": rep.num_layers, "num_failed": rep.num_failed, "num_flagged": flagged}
+            rows.append(row)
+        self.summary = pd.DataFrame(rows).set_index("model")
+        self.accuracies = None if accuracies is None else tuple(float(a) for a in accuracies)
+        if self.accuracies is not None:
+            self.summary["accuracy"] = self.accuracies
+        self.fits = tuple(self._fits())
+
+    def _fits(self):
+        if self.accuracies is None:
+            return []
+        fits = []
+        for metric in self.metrics:
+            values = self.summary[metric].to_numpy(dtype=float)
+            ok = np.isfinite(values)
+            if ok.sum() >= 2 and np.ptp(values[ok]) > 0:
+                fits.append(fit_metric(values[ok], np.asarray(self.accuracies)[ok], metric=metric))
+        return fits
+
+    def fit_table(self):
+        """The fits as a DataFrame (index: metric; slope, intercept, rmse, r2, kendall_tau, n)."""
+        import pandas as pd
+
+        cols = ["slope", "intercept", "rmse", "r2", "kendall_tau", "n"]
+        return pd.DataFrame([{c: getattr(f, c) for c in cols} | {"metric": f.metric} for f in self.fits],
+                            columns=["metric", *cols]).set_index("metric")
+
+    def ranking(self, metric: str = "alpha_weighted") -> list:
+        """Model names from predicted best to worst: ascending ``metric`` (smaller is better in HTSR)."""
+        if metric not in self.summary:
+            raise KeyError(f"no metric {metric!r} in this comparison; available: {', '.join(self.metrics)}")
+        return list(self.summary[metric].sort_values(kind="stable").index)
+
+    def alpha_curves(self) -> dict:
+        """Per model, its per-layer ``alpha`` in network order (a numpy array, NaN for failed fits)."""
+        out = {}
+        for name, rep in zip(self.names, self.reports):
+            d = rep.details
+            a = d["alpha"].to_numpy(dtype=float).copy() if "alpha" in d else np.full(len(d), np.nan)
+            if "status" in d:
+                a[(d["status"] != "success").to_numpy()] = np.nan
+            out[name] = a
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready: models (summary rows), fits, and per-model alpha curves (see docs/report.md)."""
+        summary = self.summary.reset_index()
+        return {
+            "models": [{k: _json_value(v) for k, v in r.items()} for r in summary.to_dict("records")],
+            "fits": [{"metric": f.metric, "slope": f.slope, "intercept": f.intercept, "rmse": f.rmse,
+                      "r2": _json_value(f.r2), "kendall_tau": _json_value(f.kendall_tau), "n": f.n}
+                     for f in self.fits],
+            "alpha_curves": {k: [_json_value(v) for v in a] for k, a in self.alpha_curves().items()},
+        }
+
+    def __repr__(self) -> str:
+        return f"<spectralwatch Comparison of {len(self.names)} models: {', '.join(self.names)}>"
+
+
+def _json_value(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else float(v)
+    return v
+
+
+def _default_name(model, i: int) -> str:
+    if isinstance(model, (str, Path)):
+        p = Path(model)
+        return p.name if p.name not in ("model.safetensors", "pytorch_model.bin") else f"{p.parent.name}/{p.name}"
+    return f"model {i + 1}"
+
+
+def _check_accuracies(accuracies, n: int):
+    if accuracies is None:
+        return None
+    try:
+        acc = [float(a) for a in accuracies]
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"The 'accuracies' parameter of compare must be a list of {n} numbers. "
+                                    f"Got {accuracies!r}.") from None
+    if len(acc) != n or not all(math.isfinite(a) for a in acc):
+        raise InvalidParameterError(f"The 'accuracies' parameter of compare must be a list of {n} finite "
+                                    f"numbers (one per model). Got {accuracies!r}.")
+    return acc
+
+
+def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS, progress=False,
+            **analyze_options) -> Comparison:
+    """Analyse several models with the same options and compare them.
+
+    Parameters
+    ----------
+    models : list
+        Anything :func:`spectralwatch.analyze` accepts (paths, modules, state dicts), or
+        :class:`~spectralwatch.report.Report` objects already computed.
+    names : list of str, optional
+        Display names (default: file names, else ``model 1``, ``model 2``...).
+    accuracies : list of float, optional
+        Known test accuracies, one per model: adds the per-metric fits (:class:`MetricFit`).
+    metrics : tuple of str
+        Model-level metrics to compare (:data:`COMPARE_METRICS`).
+    progress : bool
+        Progress line on stderr for each analysis.
+    **analyze_options
+        Passed to :func:`spectralwatch.analyze` for every model.
+
+    Returns
+    -------
+    Comparison
+    """
+    from ..pipeline.analyze import analyze
+    from ..results.report import Report
+
+    models = list(models)
+    if len(models) < 2:
+        raise InvalidParameterError(f"The 'models' parameter of compare must hold at least 2 models. "
+                                    f"Got {len(models)}.")
+    if names is None:
+        names = [_default_name(m, i) for i, m in enumerate(models)]
+    names = [str(n) for n in names]
+    if len(names) != len(models) or len(set(names)) != len(names):
+        raise InvalidParameterError(f"The 'names' parameter of compare must be {len(models)} distinct names. "
+                                    f"Got {names!r}.")
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise InvalidParameterError(f"The 'metrics' parameter of compare must be a tuple of column names. "
+                                    f"Got {metrics!r}.")
+    acc = _check_accuracies(accuracies, len(models))
+    reports = [m if isinstance(m, Report) else analyze(m, progress=progress, **analyze_options) for m in models]
+    return Comparison(names, reports, acc, metrics)
+
+
+# ---- figures ---------------------------------------------------------------------------------
+
+def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighted", *, ax=None, title=None):
+    """Accuracy against one metric, one point per model, with the least-squares line.
+
+    The legend gives RMSE, R^2 and Kendall's tau (Martin, Peng & Mahoney 2021, Table 1).
+
+    Raises
+    ------
+    ValueError
+        When the comparison has no accuracies or no fit for ``metric``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from ..render.plots.base import COLORS, _axes, _legend, _title
+
+    fit = next((f for f in comparison.fits if f.metric == metric), None)
+    if fit is None:
+        raise ValueError(f"No fit of accuracy against {metric!r}: compare(...) needs accuracies= and a metric "
+                         f"that varies between models (fitted: {[f.metric for f in comparison.fits]}).")
+    ax = _axes(ax)
+    x = comparison.summary[metric].to_numpy(dtype=float)
+    y = np.asarray(comparison.accuracies, dtype=float)
+    ax.scatter(x, y, s=36, color=COLORS["esd"], zorder=3)
+    for xi, yi, name in zip(x, y, comparison.names):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
+    ax.plot(xs, fit.predict(xs), color=COLORS["fit"], linestyle="--",
+            label=f"least squares: RMSE {fit.rmse:.3g}, R² {fit.r2:.3f}, Kendall τ {fit.kendall_tau:.3f}")
+    ax.set_xlabel(metric)
+    ax.set_ylabel("accuracy")
+    _title(ax, title, f"accuracy vs {metric} ({fit.n} models)")
+    _legend(ax, loc="best")
+    return ax
+
+
+def plot_alpha_curves(comparison: Comparison, *, ax=None, title=None):
+    """Per-layer alpha of every model overlaid, against relative depth (0 = first layer, 1 = last).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from ..render.plots.base import COLORS, WELL_TRAINED, _axes, _legend, _title
+
+    ax = _axes(ax)
+    ax.axhspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
+    for k, (name, alpha) in enumerate(comparison.alpha_curves().items()):
+        depth = np.linspace(0.0, 1.0, alpha.size) if alpha.size > 1 else np.zeros(alpha.size)
+        ax.plot(depth, alpha, marker="o", markersize=3, linewidth=1.1, color=palette[k % len(palette)],
+                label=f"{name} (mean α {np.nanmean(alpha):.2f})" if np.isfinite(alpha).any() else name)
+    ax.set_xlabel("relative depth (first layer 0, last layer 1)")
+    ax.set_ylabel("α")
+    _title(ax, title, "per-layer α of each model")
+    _legend(ax, loc="best")
+    return ax
+
+
+def save_comparison_figures(comparison: Comparison, directory, *, dpi=100, fmt="png") -> list:
+    """Write ``compare.alpha-curves.{fmt}`` and, with accuracies, ``compare.{metric}-vs-accuracy.{fmt}``.
+
+    Returns
+    -------
+    list of Path
+    """
+    from ..render.plots.base import _Canvas
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    canvas = _Canvas(dpi=dpi, fmt=fmt)
+    written = []
+    plot_alpha_curves(comparison, ax=canvas.axes())
+    written.append(canvas.save(out / f"compare.alpha-curves.{fmt}"))
+    for fit in comparison.fits:
+        plot_metric_vs_accuracy(comparison, fit.metric, ax=canvas.axes())
+        written.append(canvas.save(out / f"compare.{fit.metric}-vs-accuracy.{fmt}"))
+    return written
