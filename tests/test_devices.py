@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 import spectralwatch
-from spectralwatch.pipeline.devices import cache_key, resolve_device, torch_eigenvalues
+from spectralwatch.core.spectrum import torch_eigenvalues
+from spectralwatch.io.cache import cache_key
+from spectralwatch.pipeline.spectra import resolve_device
 from spectralwatch.core.matrices import layer_matrices
 from spectralwatch.core.spectrum import layer_spectrum
 

@@ -78,7 +78,7 @@ def test_cli_prints_why_layers_failed(tmp_path, capsys):
 def test_full_disk_cache_warns_and_keeps_every_row(tmp_path, monkeypatch):
     import errno
 
-    import spectralwatch.pipeline.devices as devices
+    import spectralwatch.io.cache as devices
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -118,7 +118,7 @@ def test_matrix_rank_rule_matches_numpy():
 
 
 def test_blocked_gram_is_exact_and_thread_count_independent():
-    from spectralwatch.core.spectrum import _one_blas_thread, gram_matrix, set_gram_threads, gram_threads
+    from spectralwatch.core.spectrum import one_blas_thread, gram_matrix, set_gram_threads, gram_threads
 
     rng = np.random.default_rng(9)
     # > GRAM_BLOCK columns: the blocked path; a tall narrow matrix: the row-chunk path
@@ -128,7 +128,7 @@ def test_blocked_gram_is_exact_and_thread_count_independent():
             results = []
             for threads in (1, 2, 3):
                 set_gram_threads(threads)
-                with _one_blas_thread():
+                with one_blas_thread():
                     results.append(gram_matrix(W))
         finally:
             set_gram_threads(saved)
@@ -139,11 +139,11 @@ def test_blocked_gram_is_exact_and_thread_count_independent():
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (400, 150), (150, 400), (3000, 64)])
 def test_gil_free_eigensolver_is_bit_identical_to_numpy(shape):
     from spectralwatch.core.eigensolver import eigvalsh_inplace, nogil_available
-    from spectralwatch.core.spectrum import _one_blas_thread, gram_matrix
+    from spectralwatch.core.spectrum import one_blas_thread, gram_matrix
 
     W = np.random.default_rng(sum(shape)).standard_normal(shape)
     W = W if W.shape[0] >= W.shape[1] else W.T
-    with _one_blas_thread():
+    with one_blas_thread():
         g = gram_matrix(W)
         want = np.linalg.eigvalsh(g)
         got = eigvalsh_inplace(g[None].copy())[0]

@@ -8,7 +8,7 @@ import spectralwatch
 from spectralwatch import InvalidParameterError, NoLayersError
 from spectralwatch.core.matrices import layer_matrices
 from spectralwatch.io.sources import open_source
-from spectralwatch.pipeline.variants import align_pair, intra_pair_matrix, stack_layers, standardize
+from spectralwatch.core.cross_layer import align_pair, intra_pair_matrix, stack_layers, standardize
 from spectralwatch.core.vectors import (VECTOR_COLUMNS, eigenvector_metrics, localization_ratio, participation_ratio,
                                    vector_entropy)
 

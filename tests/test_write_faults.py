@@ -124,10 +124,10 @@ def test_a_full_disk_for_the_html_report_costs_only_the_report(model, tmp_path, 
 @needs_dev_full
 def test_a_disk_that_fills_while_drawing_figures(model, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")
-    from spectralwatch.render.plots.base import _Canvas
+    from spectralwatch.render.plots.base import Canvas
 
     figs, out = tmp_path / "figs", tmp_path / "out.md"
-    real, saved = _Canvas.save, []
+    real, saved = Canvas.save, []
 
     def save(self, path):
         if len(saved) >= 3:
@@ -135,7 +135,7 @@ def test_a_disk_that_fills_while_drawing_figures(model, tmp_path, monkeypatch, c
         saved.append(path)
         return real(self, path)
 
-    monkeypatch.setattr(_Canvas, "save", save)
+    monkeypatch.setattr(Canvas, "save", save)
     assert main(["analyze", str(model), "--out", str(out), "--plots", str(figs), "--no-progress"]) == 1
     captured = capsys.readouterr()
     assert f"error: could not write the figures into {figs}: No space left on device" in captured.err

@@ -16,6 +16,7 @@ from .pipeline.analyze import analyze, describe
 from .compat import WeightWatcher
 from .tools.distances import ModelDistances, distances
 from .tools.editing import EditResult, svd_sharpness, svd_smoothing
+from ._version import __version__
 from .errors import (
     CorruptFileError,
     InvalidParameterError,
@@ -29,7 +30,6 @@ from .errors import (
 from .core.fit.powerlaw import PowerLawFit, fit_power_law
 from .results.report import Report
 
-__version__ = "0.1.0"
 
 __all__ = [
     "analyze",

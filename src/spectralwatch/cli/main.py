@@ -17,13 +17,10 @@ import inspect
 import sys
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 
-__all__ = ["main", "TABLE_COLUMNS", "analysis_option_names"]
+__all__ = ["main", "analysis_option_names"]
 
-TABLE_COLUMNS = ["layer_id", "name", "layer_type", "N", "M", "rf", "alpha", "alpha_weighted", "D",
-                 "log_norm", "log_spectral_norm", "stable_rank", "num_spikes", "mp_softrank", "num_traps",
-                 "detX_num", "status", "warning"]
 FORMATS = ("table", "csv", "json", "parquet", "markdown")
 _SUFFIX_FORMAT = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".md": "markdown",
                   ".markdown": "markdown", ".txt": "table"}

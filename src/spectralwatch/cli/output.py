@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..deps import is_available
 from ..render.text import render_markdown, render_table, summary_panel
+from ..core.columns import TERMINAL_COLUMNS
 from ..errors import MissingDependencyError
 
 __all__ = ["model_names", "emit_reports", "write_reports", "check_format", "emit_frame", "emit_comparison",
@@ -19,9 +20,7 @@ __all__ = ["model_names", "emit_reports", "write_reports", "check_format", "emit
 
 
 def _table_columns():
-    from .main import TABLE_COLUMNS
-
-    return TABLE_COLUMNS
+    return TERMINAL_COLUMNS
 
 
 def model_names(paths) -> list:

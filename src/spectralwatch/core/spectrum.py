@@ -11,6 +11,11 @@ rank columns (``matrix_rank``, ``rank_loss``) need exactly that, so the ``'auto'
 every spectrum and recomputes a matrix with ``gesdd`` when any eigenvalue lies within that error
 of zero, or of one of the absolute thresholds the metrics use (``weak_rank_loss`` tolerance, the
 fit's ``1e-5`` floor). Full-rank trained layers, the common case, never pay for the SVD.
+
+``device_spectrum`` does the same on an accelerator (CUDA, Apple MPS) through torch: the Gram
+matrices and the symmetric eigensolver on the device in float64 (float32 on MPS, which has no
+float64), a layer's slices in one batch; the small eigenvalues the Gram route cannot resolve are
+recomputed on the CPU with the SVD, as on the CPU route.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from .matrices import LayerMatrices
 
-__all__ = ["Spectrum", "layer_spectrum", "METHODS"]
+__all__ = ["Spectrum", "layer_spectrum", "device_spectrum", "torch_eigenvalues", "METHODS"]
 
 METHODS = ("auto", "gram", "svd")
 _EPS = np.finfo(np.float64).eps
@@ -62,7 +67,7 @@ class Spectrum:
 _CONTROLLER = []
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """Context in which BLAS and LAPACK run on one thread.
 
     The Gram product's and the eigensolver's results depend (in the last bits) on the number of
@@ -133,7 +138,7 @@ def gram_matrix(W: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     of ``GRAM_BLOCK``-column blocks, each block one single-threaded BLAS call, the blocks spread
     over :func:`gram_threads` Python threads (BLAS releases the GIL). Each entry is computed by one
     call of fixed shape, so the bits do not depend on how many threads ran the blocks.
-    Call it inside :func:`_one_blas_thread`.
+    Call it inside :func:`one_blas_thread`.
     """
     N, M = W.shape
     if out is None:
@@ -185,14 +190,14 @@ def _gram_evals(gram: np.ndarray) -> np.ndarray:
     return eigvalsh_inplace(gram)
 
 
-def _svd_evals(W: np.ndarray) -> np.ndarray:
+def svd_evals(W: np.ndarray) -> np.ndarray:
     import scipy.linalg  # imported on first use: keeps `import spectralwatch` fast
 
     sv = scipy.linalg.svd(W, compute_uv=False, check_finite=False, lapack_driver="gesdd")
     return np.sort(sv * sv)
 
 
-def _needs_svd(ev: np.ndarray, N: int, thresholds: tuple) -> bool:
+def needs_svd(ev: np.ndarray, N: int, thresholds: tuple) -> bool:
     """True when the Gram route cannot resolve this spectrum's small eigenvalues."""
     lam_max = ev[-1]
     if lam_max <= 0.0:
@@ -222,11 +227,11 @@ def layer_spectrum(mats: LayerMatrices, *, method: str = "auto",
     stack = mats.stack
     scale = mats.eval_scale
     if method == "svd":
-        with _one_blas_thread():
-            evals = np.stack([_svd_evals(W) for W in stack])
+        with one_blas_thread():
+            evals = np.stack([svd_evals(W) for W in stack])
         route = "svd"
     else:
-        with _one_blas_thread():
+        with one_blas_thread():
             gram = np.empty((stack.shape[0], stack.shape[2], stack.shape[2]))
             for i, W in enumerate(stack):
                 gram_matrix(W, out=gram[i])
@@ -235,12 +240,45 @@ def layer_spectrum(mats: LayerMatrices, *, method: str = "auto",
             route = "gram"
             if method == "auto":
                 scaled_thresholds = tuple(t / scale for t in thresholds)
-                redo = [i for i in range(mats.rf) if _needs_svd(evals[i], mats.N, scaled_thresholds)]
+                redo = [i for i in range(mats.rf) if needs_svd(evals[i], mats.N, scaled_thresholds)]
                 for i in redo:
-                    evals[i] = _svd_evals(stack[i])
+                    evals[i] = svd_evals(stack[i])
                 if redo:
                     route = "svd" if len(redo) == mats.rf else "gram+svd"
     np.maximum(evals, 0.0, out=evals)
     if scale != 1.0:
         evals = evals * scale
+    return Spectrum(evals=evals, svals=np.sqrt(evals), route=route)
+
+
+# ---- on an accelerator, through torch ------------------------------------------------------------
+
+def torch_eigenvalues(stack: np.ndarray, device) -> np.ndarray:
+    """Eigenvalues of ``W_i^T W_i`` for a stack ``(k, N, M)``, computed by torch on ``device``.
+
+    float64 everywhere but on MPS (float32). Returns a numpy array ``(k, M)``, ascending.
+    """
+    import torch
+
+    dtype = torch.float32 if str(device).startswith("mps") else torch.float64
+    t = torch.from_numpy(np.ascontiguousarray(stack)).to(device=device, dtype=dtype)
+    gram = torch.matmul(t.transpose(1, 2), t)
+    del t
+    evals = torch.linalg.eigvalsh(gram)
+    return evals.to("cpu", dtype=torch.float64).numpy()
+
+
+def device_spectrum(mats: LayerMatrices, device: str, method: str, thresholds: tuple) -> Spectrum:
+    evals = torch_eigenvalues(mats.stack, device)
+    route = f"gram-{device.split(':')[0]}"
+    if method == "auto":
+        scaled = tuple(t / mats.eval_scale for t in thresholds)
+        redo = [i for i in range(mats.rf) if needs_svd(evals[i], mats.N, scaled)]
+        for i in redo:
+            evals[i] = svd_evals(mats.stack[i])
+        if redo:
+            route += "+svd"
+    np.maximum(evals, 0.0, out=evals)
+    if mats.eval_scale != 1.0:
+        evals = evals * mats.eval_scale
     return Spectrum(evals=evals, svals=np.sqrt(evals), route=route)

@@ -132,7 +132,7 @@ def options_fingerprint(options) -> dict:
 
 def make_header(models: list, options: dict) -> dict:
     """The first line of a journal: ``models`` are fingerprints, ``options`` an options fingerprint."""
-    from .. import __version__
+    from .._version import __version__
 
     return {"journal": _KIND, "version": _FORMAT, "spectralwatch": __version__, "models": list(models),
             "options": dict(options)}

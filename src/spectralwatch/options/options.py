@@ -339,7 +339,7 @@ def _plot_options(func, *, plot, savefig, deltas) -> dict:
 
 
 def _device(device):
-    from ..pipeline.devices import resolve_device
+    from ..pipeline.spectra import resolve_device
 
     return resolve_device(device)
 

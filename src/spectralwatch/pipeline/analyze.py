@@ -21,7 +21,7 @@ from ..io.sources import open_model
 __all__ = ["analyze", "describe"]
 
 
-def _select(model, options: Options):
+def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     source = open_model(model, start_id=options.start_ids, base_model=options.base_model, peft=options.peft,
                         split_fused=options.split_fused, trust_pickle=options.trust_pickle)
@@ -114,7 +114,7 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
         out-of-memory killer. With Dask, each worker reads its own tensors from file-backed models
         (paths must be visible to the workers).
     device : {'cpu', 'cuda', 'cuda:N', 'mps'}
-        Where eigenvalues are computed (see :mod:`spectralwatch.devices`); an unavailable device
+        Where eigenvalues are computed (see :mod:`spectralwatch.pipeline.spectra`); an unavailable device
         falls back to the CPU with a ``RuntimeWarning``.
     cache_dir : str or path, optional
         Folder of an on-disk eigenvalue cache keyed by tensor content: a re-run with other fit
@@ -199,7 +199,7 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
     ``on_result(layer_id, rows)`` is called after each finished layer; the layers of ``done``
     (``{layer_id: [row, ...]}``) are not analysed, their rows are used (see :func:`analyze`).
     """
-    source, chosen, skipped = _select(model, options)
+    source, chosen, skipped = select_layers(model, options)
     if not chosen:
         raise NoLayersError(_no_layers_message(source, skipped))
     done = _done_rows(done, chosen, options)
@@ -208,8 +208,8 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
     todo = [task for task in chosen if task[0].layer_id not in done]
     computed, evals, fits = [], {}, {}
     with Progress(len(todo), enabled=bool(progress)) as bar:
-        if options.intra or options.stacked:  # another walk over the layers (see variants.py)
-            from .variants import variant_walk
+        if options.intra or options.stacked:  # another walk over the layers (see cross_layer.py)
+            from .cross_layer import variant_walk
 
             walk = variant_walk(chosen, options, skipped)
         else:
@@ -278,7 +278,7 @@ def describe(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, p
         raise InvalidParameterError(f"The 'skipped' parameter of describe must be True or False. Got {skipped!r}.")
     options = make_options("describe", layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
                            pool=pool, start_ids=start_ids, conv2d_norm=conv2d_norm, **reference_options)
-    _, chosen, dropped = _select(model, options)
+    _, chosen, dropped = select_layers(model, options)
     cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype", "quant"]
     if not skipped:
         return pd.DataFrame([g for _, g in chosen], columns=cols)
@@ -302,7 +302,7 @@ def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method
 
     options = make_options("get_ESD", layers=[layer], min_evals=0, max_evals=None, max_N=None, pool=pool,
                            conv2d_norm=conv2d_norm, start_ids=start_ids, svd_method=svd_method, rng=rng)
-    _, chosen, skipped = _select(model, options)
+    _, chosen, skipped = select_layers(model, options)
     if not chosen:
         reasons = [s["reason"] for s in skipped if s["rule"] != "layers"]
         why = f": {reasons[0]}" if reasons else ""
@@ -310,11 +310,11 @@ def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method
     ref, _ = chosen[0]
     mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=conv2d_norm, pooled=pool, groups=ref.groups,
                           grouped_conv=options.grouped_conv)
-    from ..core.spectrum import _one_blas_thread
+    from ..core.spectrum import one_blas_thread
 
-    with _one_blas_thread():  # as analyze() computes it: the same bits
+    with one_blas_thread():  # as analyze() computes it: the same bits
         if random:
-            from .analyses import layer_rng
+            from ..core.rng import layer_rng
             from ..core.rmt import shuffled_replicas
 
             draws = shuffled_replicas(mats.stack, layer_rng(options.rng, ref.layer_id), eval_scale=mats.eval_scale)

@@ -100,9 +100,9 @@ def _payload(ref):
 
 
 def _task(ref, options, geometry) -> list[LayerResult]:
-    from ..core.spectrum import _one_blas_thread
+    from ..core.spectrum import one_blas_thread
 
-    with _one_blas_thread():
+    with one_blas_thread():
         return analyze_layer(ref, options, geometry)
 
 
@@ -143,9 +143,9 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
     if kind == "dask":
         yield from _run_dask(tasks, options, detail)
         return
-    from ..core.spectrum import _one_blas_thread
+    from ..core.spectrum import one_blas_thread
 
-    with _one_blas_thread():  # every step of every layer, as in the workers: bit-identical results
+    with one_blas_thread():  # every step of every layer, as in the workers: bit-identical results
         for ref, geometry in tasks:
             yield ref, analyze_layer(ref, options, geometry)
 
@@ -166,13 +166,13 @@ def _run_threads(tasks: list, options, n: int) -> Iterator[tuple]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..core.spectrum import _one_blas_thread, gram_threads, set_gram_threads
+    from ..core.spectrum import one_blas_thread, gram_threads, set_gram_threads
 
     saved = gram_threads()
     flops = [_flops(g) for _, g in tasks]
     order = sorted(range(len(tasks)), key=lambda i: (-flops[i], i))
     futures = [None] * len(tasks)
-    with _one_blas_thread(), ThreadPoolExecutor(max_workers=n, thread_name_prefix="spectralwatch") as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=n, thread_name_prefix="spectralwatch") as pool:
         set_gram_threads(_cpu_count())
         try:
             first = order[0]

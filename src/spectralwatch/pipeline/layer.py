@@ -20,7 +20,7 @@ from ..core.matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices
 from ..core.metrics import alpha_metrics, spectral_metrics
 from ..options.options import Options
 from ..io.sources.base import ANALYSABLE_TYPES, LayerRef
-from .devices import compute_spectrum
+from .spectra import compute_spectrum
 
 __all__ = ["LayerResult", "analyze_layer", "failed_result", "skip_reason", "layer_geometry"]
 
@@ -92,7 +92,7 @@ def _fit_columns(fit: PowerLawFit, options: Options) -> dict:
     return cols
 
 
-def _spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[LayerResult]:
+def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[LayerResult]:
     spec = compute_spectrum(mats, options, (options.tolerance, FIT_THRESHOLD))
     pooled = options.pool or mats.rf == 1
     groups = [(None, spec.evals, spec.svals, mats.stack)] if pooled else [
@@ -141,11 +141,11 @@ def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None)
         mats = layer_matrices(weights, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool,
                               groups=ref.groups, grouped_conv=options.grouped_conv)
         del weights
-        if options.inverse:  # analyse the pseudo-inverse: eigenvalues 1/lambda (variants.py)
-            from .variants import inverse_matrices
+        if options.inverse:  # analyse the pseudo-inverse: eigenvalues 1/lambda (core/cross_layer.py)
+            from ..core.cross_layer import inverse_matrices
 
             mats = inverse_matrices(mats)
-        return _spectrum_rows(base, mats, options)
+        return spectrum_rows(base, mats, options)
     except NonFiniteWeightsError as exc:
         return [LayerResult(_failed_row(base, str(exc)))]
     except MemoryError:

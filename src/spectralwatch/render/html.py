@@ -17,18 +17,11 @@ from html import escape
 
 import numpy as np
 
+from ..core.columns import FIT_COLUMNS, HTML_COLUMNS
 from .text import fmt_value
 
-__all__ = ["report_html", "TABLE_COLUMNS", "FIT_COLUMNS", "reading", "tail_class"]
+__all__ = ["report_html", "reading", "tail_class"]
 
-#: columns of the layer table (those present in the report; optional analyses add theirs)
-TABLE_COLUMNS = ("layer_id", "name", "layer_type", "N", "M", "num_evals", "alpha", "alpha_weighted", "D",
-                 "sigma", "xmin", "num_pl_spikes", "log_norm", "log_spectral_norm", "stable_rank", "entropy",
-                 "log_alpha_norm", "num_spikes", "mp_softrank", "num_traps", "rand_distance", "detX_num",
-                 "phase", "status", "warning", "message")
-#: columns without a value when the power-law fit failed (WeightWatcher writes -1 there)
-FIT_COLUMNS = frozenset({"alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted",
-                         "log_alpha_norm", "n_tail", "raw_alpha", "num_fingers"})
 _CARDS = (("alpha", "mean α", "power-law exponent of the ESD tail; 2-6 is well trained, near 2 best"),
           ("alpha_weighted", "mean α̂", "alpha_weighted = α·log10 λmax; compares models of different depth"),
           ("log_spectral_norm", "log spectral norm", "mean log10 of the largest eigenvalue"),
@@ -137,7 +130,7 @@ def _row_class(row) -> str:
 
 def _table(report) -> str:
     d = report.details
-    cols = [c for c in TABLE_COLUMNS if c in d.columns]
+    cols = [c for c in HTML_COLUMNS if c in d.columns]
     head = "".join(f"<th data-col='{escape(c)}' title='click to sort'>{escape(c)}</th>" for c in cols)
     head += "<th>tail</th>"
     body = []
@@ -165,7 +158,7 @@ def _anchor(row) -> str:
 
 
 def _layer_sections(report, canvas, limit: int) -> str:
-    from .plots.layer import _layer_title, esd_loglog
+    from .plots.layer import layer_title, esd_loglog
 
     out = []
     rows = report.details.to_dict("records")
@@ -176,7 +169,7 @@ def _layer_sections(report, canvas, limit: int) -> str:
         except (KeyError, TypeError):
             continue
 
-        def draw(ax, evals=evals, fit=fit, title=_layer_title(row)):
+        def draw(ax, evals=evals, fit=fit, title=layer_title(row)):
             esd_loglog(evals, fit, ax=ax, title=title)
 
         cls = _row_class(row)
@@ -231,15 +224,15 @@ def report_html(report, *, title=None, figures=True, layer_figures=300) -> str:
     layer_figures : int
         At most this many per-layer ESD figures.
     """
-    from .. import __version__
+    from .._version import __version__
     from .html_assets import CSS, JS
-    from .plots.base import _Canvas
+    from .plots.base import Canvas
     from .plots.layer import model_name
 
     name = title or model_name(report)
     figs_html = layers_html = ""
     if figures:
-        canvas = _Canvas(dpi=90)
+        canvas = Canvas(dpi=90)
         figs_html = "<h2>The model at a glance</h2>" + _model_figures(report, canvas)
         layers_html = ("<h2 id='esd'>Per-layer ESD</h2><p class='note'>Log-log histogram of each layer's "
                        "eigenvalues; the dashed line is the fitted power law, drawn from its start λmin. "

@@ -12,7 +12,9 @@ import os
 
 import numpy as np
 
-__all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "verdict"]
+from ..core.columns import FIT_COLUMNS
+
+__all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "summary_lines", "failure_line", "fmt_value", "verdict"]
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
 _ROW_STYLE = {"over-trained": "red", "under-trained": "yellow", "failed": "dim"}
@@ -73,8 +75,6 @@ def render_table(frame, columns, *, color=False, max_width=48) -> str:
     cols = [c for c in columns if c in frame.columns]
     rows = frame[cols].to_dict("records") if len(frame) else []
     full = frame.to_dict("records") if len(frame) else []
-    from .html import FIT_COLUMNS
-
     cells = [[_clip(fmt_value(None if f.get("status") == "failed" and c in FIT_COLUMNS else r[c]), max_width)
               for c in cols] for r, f in zip(rows, full)]
     numeric = [frame[c].dtype.kind in "iuf" for c in cols]
@@ -120,6 +120,14 @@ def verdict(alpha: float) -> str:
     return "above 6: layers look under-trained"
 
 
+def failure_line(counts: dict) -> str:
+    """``{reason class: count}`` as one line such as ``'3 failed: 2 NaN or Inf weights, 1 all-zero
+    weights'``; ``''`` when nothing failed."""
+    if not counts:
+        return ""
+    return f"{sum(counts.values())} failed: " + ", ".join(f"{n} {cls}" for cls, n in counts.items())
+
+
 def summary_lines(report) -> list:
     """The summary of one report as plain lines (counts, means, the verdict, flagged layers)."""
     s = report.summary
@@ -127,9 +135,7 @@ def summary_lines(report) -> list:
              + (f", {report.num_failed} failed" if report.num_failed else "")
              + (f", {len(report.skipped)} skipped" if len(report.skipped) else "")]
     if report.num_failed:
-        from ..results.failures import failure_text
-
-        lines.append(failure_text(report.details) + " (the message column of --format csv/json says more)")
+        lines.append(failure_line(report.failures) + " (the message column of --format csv/json says more)")
     for key, value in s.items():
         lines.append(f"{key:<18} {value: .4f}")
     alpha = s.get("alpha")

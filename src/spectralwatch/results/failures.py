@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ..render.text import failure_line
+
 __all__ = ["failure_summary", "failure_text", "reason_class", "REASON_CLASSES"]
 
 #: (pattern searched in the message, reason class), first match wins; the messages are those of
@@ -86,8 +88,4 @@ def failure_summary(details) -> dict:
 
 def failure_text(details) -> str:
     """One line such as ``'3 failed: 2 NaN or Inf weights, 1 all-zero weights'``; ``''`` if none failed."""
-    summary = failure_summary(details)
-    if not summary:
-        return ""
-    total = sum(summary.values())
-    return f"{total} failed: " + ", ".join(f"{n} {cls}" for cls, n in summary.items())
+    return failure_line(failure_summary(details))

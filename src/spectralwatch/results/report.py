@@ -8,19 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.columns import DETAILS_ORDER, SUMMARY_METRICS
+
 __all__ = ["Report", "SUMMARY_METRICS", "summarize"]
-
-#: model-level means, WeightWatcher's ``get_summary()`` keys (``mp_softrank`` when present)
-SUMMARY_METRICS = ("log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
-                   "stable_rank", "mp_softrank")
-
-# column order of the details table: identity, spectrum, fit, outcome, then anything else
-_ORDER = ("layer_id", "name", "longname", "layer_type", "slice_id", "dtype", "quant", "N", "M", "Q", "rf",
-          "num_evals", "has_esd", "lambda_max", "sv_max", "sv_min", "norm", "log_norm", "spectral_norm",
-          "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss", "weak_rank_loss", "entropy",
-          "alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "n_tail", "num_fingers", "raw_alpha",
-          "alpha_weighted", "log_alpha_norm", "fit_method", "spectrum_route", "status", "warning", "message")
-
 
 def _averaged(details, exclude_flagged: bool = False):
     """The rows the summary averages: successful ones (and unflagged ones, when asked)."""
@@ -84,7 +74,7 @@ class Report:
         import pandas as pd
 
         self._payloads = _split_payloads(rows)
-        cols = [c for c in _ORDER if any(c in r for r in rows)]
+        cols = [c for c in DETAILS_ORDER if any(c in r for r in rows)]
         cols += sorted({c for r in rows for c in r} - set(cols))
         self.details = pd.DataFrame(rows, columns=cols)
         self.skipped = pd.DataFrame(skipped, columns=["layer_id", "name", "layer_type", "shape", "rule", "reason"])

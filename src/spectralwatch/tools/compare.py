@@ -298,13 +298,13 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
     -------
     matplotlib.axes.Axes
     """
-    from ..render.plots.base import COLORS, _axes, _legend, _title
+    from ..render.plots.base import COLORS, new_axes, add_legend, set_title
 
     fit = next((f for f in comparison.fits if f.metric == metric), None)
     if fit is None:
         raise ValueError(f"No fit of accuracy against {metric!r}: compare(...) needs accuracies= and a metric "
                          f"that varies between models (fitted: {[f.metric for f in comparison.fits]}).")
-    ax = _axes(ax)
+    ax = new_axes(ax)
     x = comparison.summary[metric].to_numpy(dtype=float)
     y = np.asarray(comparison.accuracies, dtype=float)
     ax.scatter(x, y, s=36, color=COLORS["esd"], zorder=3)
@@ -315,8 +315,8 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
             label=f"least squares: RMSE {fit.rmse:.3g}, R² {fit.r2:.3f}, Kendall τ {fit.kendall_tau:.3f}")
     ax.set_xlabel(metric)
     ax.set_ylabel("accuracy")
-    _title(ax, title, f"accuracy vs {metric} ({fit.n} models)")
-    _legend(ax, loc="best")
+    set_title(ax, title, f"accuracy vs {metric} ({fit.n} models)")
+    add_legend(ax, loc="best")
     return ax
 
 
@@ -327,9 +327,9 @@ def plot_alpha_curves(comparison: Comparison, *, ax=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    from ..render.plots.base import COLORS, WELL_TRAINED, _axes, _legend, _title
+    from ..render.plots.base import COLORS, WELL_TRAINED, new_axes, add_legend, set_title
 
-    ax = _axes(ax)
+    ax = new_axes(ax)
     ax.axhspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
     palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
     for k, (name, alpha) in enumerate(comparison.alpha_curves().items()):
@@ -338,8 +338,8 @@ def plot_alpha_curves(comparison: Comparison, *, ax=None, title=None):
                 label=f"{name} (mean α {np.nanmean(alpha):.2f})" if np.isfinite(alpha).any() else name)
     ax.set_xlabel("relative depth (first layer 0, last layer 1)")
     ax.set_ylabel("α")
-    _title(ax, title, "per-layer α of each model")
-    _legend(ax, loc="best")
+    set_title(ax, title, "per-layer α of each model")
+    add_legend(ax, loc="best")
     return ax
 
 
@@ -350,11 +350,11 @@ def save_comparison_figures(comparison: Comparison, directory, *, dpi=100, fmt="
     -------
     list of Path
     """
-    from ..render.plots.base import _Canvas
+    from ..render.plots.base import Canvas
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    canvas = _Canvas(dpi=dpi, fmt=fmt)
+    canvas = Canvas(dpi=dpi, fmt=fmt)
     written = []
     plot_alpha_curves(comparison, ax=canvas.axes())
     written.append(canvas.save(out / f"compare.alpha-curves.{fmt}"))

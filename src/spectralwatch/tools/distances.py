@@ -175,14 +175,14 @@ def distances(model_1, model_2, *, method="raw", layers=None, pool=True, start_i
     """
     import pandas as pd
 
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
     from ..options.options import make_options
 
     method = _method(method)
     options = make_options("distances", layers=layers, pool=pool, start_ids=start_ids, min_evals=min_evals,
                            max_evals=max_evals, max_N=max_N)
-    src1, chosen1, _ = _select(model_1, options)
-    src2, chosen2, _ = _select(model_2, options)
+    src1, chosen1, _ = select_layers(model_1, options)
+    src2, chosen2, _ = select_layers(model_2, options)
     if len(chosen1) != len(chosen2):
         raise ValueError(f"model_1 has {len(chosen1)} analysable layers and model_2 has {len(chosen2)}: "
                          "distances needs two models of the same architecture (and the same selection).")

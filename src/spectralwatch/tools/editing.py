@@ -179,7 +179,7 @@ def _slice_index(shape: tuple, ref, options) -> np.ndarray:
 
 def _edit_tensor(tensor: np.ndarray, ref, options, plan: _Plan):
     """``(new tensor or None, [LayerEdit])`` for one layer's canonical tensor."""
-    from ..pipeline.analyses import layer_rng
+    from ..core.rng import layer_rng
     from ..core.matrices import layer_matrices
 
     mats = layer_matrices(tensor, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool,
@@ -245,9 +245,9 @@ def _edit_module(work, options, plan) -> list:
     """Edit the layers of a torch module in place (``work`` is already the copy)."""
     import torch
 
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
 
-    _, chosen, _ = _select(work, options)
+    _, chosen, _ = select_layers(work, options)
     edits = []
     for ref, _geometry in chosen:
         module = work.get_submodule(ref.longname) if ref.longname else work
@@ -272,11 +272,11 @@ def _converted(new: np.ndarray, old):
 
 def _edit_mapping(work, options, plan) -> list:
     """Edit a state dict (or a checkpoint wrapping one) in place by replacing its entries."""
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
     from ..io.sources._common import unwrap_checkpoint
 
     inner = unwrap_checkpoint(work)
-    _, chosen, _ = _select(inner, options)
+    _, chosen, _ = select_layers(inner, options)
     edits = []
     for ref, _geometry in chosen:
         key = _resolve_key(ref.name, inner)
@@ -323,11 +323,11 @@ def _safetensors_blobs(path: str, refs: dict, options, plan, edits: list) -> tup
 
 
 def _edit_safetensors_file(path: str, out: str, options, plan) -> list:
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
     from ..io.sources.safetensors_ import read_safetensors_header
     from ..io.writers import write_safetensors
 
-    _, chosen, _ = _select(path, options)
+    _, chosen, _ = select_layers(path, options)
     keys = {t.key for t in read_safetensors_header(path)[1]}
     refs = {_resolve_key(ref.name, keys): ref for ref, _ in chosen}
     refs.pop(None, None)
@@ -341,7 +341,7 @@ def _edit_folder(folder: str, out: str, options, plan) -> list:
     """A folder of safetensors shards -> the same shards (edited) and other files in ``out``."""
     import shutil
 
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
     from ..io.sources.folder import FolderSource
     from ..io.sources.safetensors_ import read_safetensors_header
     from ..io.writers import write_safetensors
@@ -353,7 +353,7 @@ def _edit_folder(folder: str, out: str, options, plan) -> list:
         raise NotYetSupportedError(
             f"Editing the folder '{folder}' is supported only for safetensors shards directly inside it; "
             "load its state dict and pass that (with out='new.safetensors') instead.")
-    _, chosen, _ = _select(folder, options)
+    _, chosen, _ = select_layers(folder, options)
     os.makedirs(out, exist_ok=True)
     edits: list = []
     for f in files:
@@ -475,9 +475,9 @@ def _load_mapping(path: str):
 
 def _edit_array(work, options, plan) -> list:
     """A single matrix (numpy array or torch tensor), edited in place."""
-    from ..pipeline.analyze import _select
+    from ..pipeline.analyze import select_layers
 
-    _, chosen, _ = _select(work, options)
+    _, chosen, _ = select_layers(work, options)
     edits = []
     for ref, _geometry in chosen:
         new, rec = _layer(ref, options, plan)

@@ -24,7 +24,7 @@ _CHUNK = 1 << 15  # elements per 2-D block of the exact evaluation
 _SLACK = 1e-12  # absorbs last-ulp differences between bound and exact terms
 
 
-class _Scan(NamedTuple):
+class Scan(NamedTuple):
     """Internal outcome of one scan: chosen index and per-candidate arrays."""
 
     best: int
@@ -34,7 +34,7 @@ class _Scan(NamedTuple):
     message: str = ""
 
 
-def _logs(data: np.ndarray) -> np.ndarray:
+def log_values(data: np.ndarray) -> np.ndarray:
     """``ln(x / median)``: smaller magnitudes than ``ln x``, hence more accurate differences."""
     return np.log(data / data[data.size // 2])
 
@@ -52,7 +52,7 @@ def _tail_stats(logd: np.ndarray):
     return t, s
 
 
-def _exact_ks(logd: np.ndarray, alphas: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def exact_ks(logd: np.ndarray, alphas: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Exact ``D`` of the candidates ``idx`` (ascending), in padded 2-D blocks.
 
     Rows are padded with ``+inf`` logs: their terms become ``|1 - 0 - 1| = 0``.
@@ -112,14 +112,14 @@ def _argmin_ks(logd: np.ndarray, alphas: np.ndarray, idx: np.ndarray):
     all of ``idx`` (NaN where a candidate was proved unable to win).
     """
     if logd.size <= _DENSE_MAX_N or idx.size <= 2 * _LB_LEVELS[0]:
-        Ds = _exact_ks(logd, alphas, idx)
+        Ds = exact_ks(logd, alphas, idx)
         return int(np.argmin(Ds)), Ds
     Ds = np.full(idx.size, np.nan)
     bound = _lower_bound(logd, alphas, idx, _LB_LEVELS[0])
     live, best_d = np.arange(idx.size), np.inf
     for samples in _LB_LEVELS[1:] + (0,):
         seed = np.sort(live[np.argsort(bound[live], kind="stable")[:_SEED]])
-        Ds[seed] = _exact_ks(logd, alphas, idx[seed])
+        Ds[seed] = exact_ks(logd, alphas, idx[seed])
         best_d = min(best_d, float(Ds[seed].min()))
         live = live[np.isnan(Ds[live]) & (bound[live] - _SLACK <= best_d)]
         if live.size <= _SEED or samples == 0:
@@ -131,19 +131,19 @@ def _argmin_ks(logd: np.ndarray, alphas: np.ndarray, idx: np.ndarray):
     while done < live.size and bound[live[done]] - _SLACK <= best_d:
         todo = live[done:done + batch]
         todo = np.sort(todo[bound[todo] - _SLACK <= best_d])
-        Ds[todo] = _exact_ks(logd, alphas, idx[todo])
+        Ds[todo] = exact_ks(logd, alphas, idx[todo])
         best_d = min(best_d, float(Ds[todo].min()))
         done, batch = done + batch, batch * 4
     return int(np.flatnonzero(Ds == best_d)[0]), Ds
 
 
-def _failed_scan(message: str) -> _Scan:
-    return _Scan(-1, np.empty(0), np.empty(0), np.empty(0), message)
+def failed_scan(message: str) -> Scan:
+    return Scan(-1, np.empty(0), np.empty(0), np.empty(0), message)
 
 
-def _scan_ks(data: np.ndarray, candidates: np.ndarray | None = None) -> _Scan:
+def scan_ks(data: np.ndarray, candidates: np.ndarray | None = None) -> Scan:
     """Maximum-likelihood alpha for every candidate and KS selection of ``xmin``."""
-    logd = _logs(data)
+    logd = log_values(data)
     t, s = _tail_stats(logd)
     with np.errstate(divide="ignore", invalid="ignore"):
         alphas = np.where(s > 0.0, 1.0 + t / s, np.nan)
@@ -152,12 +152,12 @@ def _scan_ks(data: np.ndarray, candidates: np.ndarray | None = None) -> _Scan:
     Ds = np.full(t.size, np.nan)
     Ds[idx] = ds
     if not np.isfinite(alphas[idx[pos]]):
-        return _failed_scan(f"all {data.size} eigenvalues are equal" if candidates is None
+        return failed_scan(f"all {data.size} eigenvalues are equal" if candidates is None
                             else "the tail above every candidate xmin is constant")
-    return _Scan(int(idx[pos]), alphas, Ds, data)
+    return Scan(int(idx[pos]), alphas, Ds, data)
 
 
-def _scan_small_n(data: np.ndarray) -> _Scan:
+def scan_small_n(data: np.ndarray) -> Scan:
     """Small-n variant: bias-corrected alpha on tails of at least 8 values.
 
     As in the reference, the reported candidate is the first minimum of ``D``
@@ -165,28 +165,28 @@ def _scan_small_n(data: np.ndarray) -> _Scan:
     is eligible the whole sample is the tail.
     """
     n = data.size
-    logd = _logs(data)
+    logd = log_values(data)
     t, s = _tail_stats(logd)
     eligible = (t >= SMALL_N_MIN_TAIL) & (s > 1e-12)
     alphas = np.zeros(n - 1)
     note = f"small-n fit on {n} eigenvalues"
     if eligible.any():
         alphas[eligible] = 1.0 + (t[eligible] - 1.0) / s[eligible]
-        Ds = _exact_ks(logd, alphas, np.arange(n - 1))
-        return _Scan(int(np.argmin(Ds)), alphas, Ds, data, note)
+        Ds = exact_ks(logd, alphas, np.arange(n - 1))
+        return Scan(int(np.argmin(Ds)), alphas, Ds, data, note)
     if not s[0] > 1e-12:
-        return _failed_scan(f"all {n} eigenvalues are equal")
+        return failed_scan(f"all {n} eigenvalues are equal")
     alphas[0] = 1.0 + (n - 1.0) / s[0]
     Ds = np.ones(n - 1)
-    Ds[0] = _exact_ks(logd, alphas, np.zeros(1, dtype=np.intp))[0]
-    return _Scan(0, alphas, Ds, data, note)
+    Ds[0] = exact_ks(logd, alphas, np.zeros(1, dtype=np.intp))[0]
+    return Scan(0, alphas, Ds, data, note)
 
 
-def _scan_default(data: np.ndarray) -> _Scan:
-    return _scan_small_n(data) if data.size < SMALL_N_CUTOFF else _scan_ks(data)
+def scan_default(data: np.ndarray) -> Scan:
+    return scan_small_n(data) if data.size < SMALL_N_CUTOFF else scan_ks(data)
 
 
-def _peak_window(data: np.ndarray, xmin_max: float | None):
+def peak_window(data: np.ndarray, xmin_max: float | None):
     """``(low, high)`` of the ``xmin_peak`` rule, or a message why there is none.
 
     The peak is the left edge of the fullest bin of a 100-bin histogram of
@@ -201,28 +201,28 @@ def _peak_window(data: np.ndarray, xmin_max: float | None):
     return (low, high), ""
 
 
-def _scan_window(data: np.ndarray, window) -> _Scan:
+def scan_window(data: np.ndarray, window) -> Scan:
     """KS scan restricted to the candidates ``window[0] <= xmin <= window[1]``."""
     low, high = window
     idx = np.flatnonzero((data[:-1] >= low) & (data[:-1] <= high))
     if idx.size == 0:
-        return _failed_scan(f"no candidate xmin between {low:g} and {high:g}")
-    return _scan_ks(data, idx)
+        return failed_scan(f"no candidate xmin between {low:g} and {high:g}")
+    return scan_ks(data, idx)
 
 
-def _scan_xmin_peak(data: np.ndarray, xmin_max: float | None) -> _Scan:
-    """KS scan restricted to ``0.95 * peak <= xmin <= xmin_max`` (see :func:`_peak_window`)."""
-    window, message = _peak_window(data, xmin_max)
-    return _failed_scan(message) if window is None else _scan_window(data, window)
+def scan_xmin_peak(data: np.ndarray, xmin_max: float | None) -> Scan:
+    """KS scan restricted to ``0.95 * peak <= xmin <= xmin_max`` (see :func:`peak_window`)."""
+    window, message = peak_window(data, xmin_max)
+    return failed_scan(message) if window is None else scan_window(data, window)
 
 
-def _scan_clip_xmax(data: np.ndarray, max_fingers: int, finger_thresh: float):
+def scan_clip_xmax(data: np.ndarray, max_fingers: int, finger_thresh: float):
     """Remove up to ``max_fingers - 2`` top eigenvalues while alpha drops enough.
 
     Returns the kept scan, the alpha of the unclipped fit and the number of
     fingers removed.
     """
-    first = _scan_default(data)
+    first = scan_default(data)
     if first.best < 0:
         return first, -1.0, 0
     first_alpha = float(first.alphas[first.best])
@@ -230,7 +230,7 @@ def _scan_clip_xmax(data: np.ndarray, max_fingers: int, finger_thresh: float):
     for idx in range(2, min(max_fingers, n // 2)):
         if n - idx < 2:
             break
-        fit = _scan_default(data[:-idx])
+        fit = scan_default(data[:-idx])
         if fit.best < 0:
             break
         alpha = float(fit.alphas[fit.best])

@@ -37,14 +37,14 @@ import numpy as np
 from scipy import special
 
 from .special import (
-    _concave_newton,
-    _lognormal_natural,
-    _mills_excess,
+    concave_newton,
+    lognormal_natural,
+    mills_excess,
     log_upper_gamma,
     tpl_log_norm,
 )
 from ...errors import InvalidParameterError
-from .truncated import TPL_ALPHA_RANGE, TruncatedPowerLawFit, _check_tail, _tail_problem, fit_truncated_power_law  # noqa: F401
+from .truncated import TPL_ALPHA_RANGE, TruncatedPowerLawFit, check_tail, tail_problem, fit_truncated_power_law  # noqa: F401
 
 __all__ = [
     "log_upper_gamma",
@@ -223,9 +223,9 @@ def fit_tail(data, xmin, distribution, *, xmax=None):
         raise InvalidParameterError(
             f"The 'xmax' parameter of fit_tail must be None for {distribution!r} (only the truncated power "
             f"law is fitted with an upper truncation). Got {xmax!r}.")
-    tail, _ = _check_tail(data, xmin, None, "fit_tail")
+    tail, _ = check_tail(data, xmin, None, "fit_tail")
     xmin = float(xmin)
-    problem = _tail_problem(tail)
+    problem = tail_problem(tail)
     if problem:
         return _tail_failed(distribution, tail.size, xmin, problem)
     return _FITTERS[distribution](tail, xmin)
@@ -319,18 +319,18 @@ def _fit_lognormal(tail, xmin):
     mu1, mu2 = float(u.mean()), float((u * u).mean())
 
     def value(a, b):
-        return a * mu1 + b * mu2 - _lognormal_natural(a, b)[3]
+        return a * mu1 + b * mu2 - lognormal_natural(a, b)[3]
 
     def grad(a, b):
-        _, s, z0, _ = _lognormal_natural(a, b)
-        ew, ew2 = _mills_excess(z0)
+        _, s, z0, _ = lognormal_natural(a, b)
+        ew, ew2 = mills_excess(z0)
         return np.array([mu1 - s * ew, mu2 - s * s * ew2])  # u = s W exactly (truncation at u = 0)
 
     var = max(mu2 - mu1 * mu1, 1e-12)
     b = -1.0 / (2.0 * var)
     a = -2.0 * b * mu1
-    a, b, message = _concave_newton(value, grad, a, b, b_max=_LOGNORMAL_B_EDGE)
-    m, s, _, _ = _lognormal_natural(a, b)
+    a, b, message = concave_newton(value, grad, a, b, b_max=_LOGNORMAL_B_EDGE)
+    m, s, _, _ = lognormal_natural(a, b)
     if b >= _LOGNORMAL_B_EDGE:
         message = "sigma at the edge of its range (the power-law limit)"
     params = {"mu": math.log(xmin) + U * m, "sigma": U * s}

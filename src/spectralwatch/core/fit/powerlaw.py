@@ -46,15 +46,15 @@ import numpy as np
 from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's interface (stats.py)
     SMALL_N_CUTOFF,
     SMALL_N_MIN_TAIL,
-    _exact_ks,
-    _failed_scan,
-    _logs,
-    _peak_window,
-    _Scan,
-    _scan_clip_xmax,
-    _scan_default,
-    _scan_ks,
-    _scan_window,
+    exact_ks,
+    failed_scan,
+    log_values,
+    peak_window,
+    Scan,
+    scan_clip_xmax,
+    scan_default,
+    scan_ks,
+    scan_window,
 )
 from ...errors import InvalidParameterError
 
@@ -168,7 +168,7 @@ class PowerLawFit:
         if self.xmins.size == 0:
             return np.empty(0)
         idx = np.arange(self.xmins.size)
-        return _exact_ks(_logs(self.data), np.asarray(self.alphas), idx)
+        return exact_ks(log_values(self.data), np.asarray(self.alphas), idx)
 
     def __repr__(self) -> str:
         if self.status != "success":
@@ -191,7 +191,7 @@ def _failed(method: str, message: str) -> PowerLawFit:
                        0, -1.0, empty, empty, empty, empty)
 
 
-def _result(scan: _Scan, evals: np.ndarray, method: str, raw_alpha: float | None = None,
+def _result(scan: Scan, evals: np.ndarray, method: str, raw_alpha: float | None = None,
             num_fingers: int = 0) -> PowerLawFit:
     """Turn a scan into a :class:`PowerLawFit`; ``evals`` are the clipped eigenvalues."""
     if scan.best < 0:
@@ -310,15 +310,15 @@ def _fit_fixed_xmin(data: np.ndarray, evals: np.ndarray, xmin: float) -> PowerLa
         Ds=_frozen([D]), data=_frozen(data), xmin_rule=("fixed",))
 
 
-def _scan_merged(data: np.ndarray, window) -> _Scan:
+def _scan_merged(data: np.ndarray, window) -> Scan:
     """KS scan with tied values merged (one candidate and one CDF step per distinct value)."""
     from .stats import batch_scan
 
     res = batch_scan(data[None, :], window=window, merge=True, full=True)
     if res.index[0] < 0:
         where = "" if window is None else f" between {window[0]:g} and {window[1]:g}"
-        return _failed_scan(f"no usable candidate xmin{where} (fewer than 2 distinct values above each)")
-    return _Scan(int(res.index[0]), res.alphas[0], res.Ds[0], data)
+        return failed_scan(f"no usable candidate xmin{where} (fewer than 2 distinct values above each)")
+    return Scan(int(res.index[0]), res.alphas[0], res.Ds[0], data)
 
 
 def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fingers, finger_thresh):
@@ -328,24 +328,24 @@ def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fi
     if xmin == "hill":
         i = data.size // 2
         if i > data.size - 2:
-            return None, _failed_scan(f"only {data.size} values: the 'hill' rule needs 3"), "hill", None, {}
-        return None, _scan_ks(data, np.array([i])), "hill", ("index", i), {}
+            return None, failed_scan(f"only {data.size} values: the 'hill' rule needs 3"), "hill", None, {}
+        return None, scan_ks(data, np.array([i])), "hill", ("index", i), {}
     if xmin == "peak" or fix_fingers == "xmin_peak":
-        window, message = _peak_window(data, xmin_max)
+        window, message = peak_window(data, xmin_max)
         if window is None:
-            return None, _failed_scan(message), "xmin_peak", None, {}
-        scan = _scan_merged(data, window) if ties == "merge" else _scan_window(data, window)
+            return None, failed_scan(message), "xmin_peak", None, {}
+        scan = _scan_merged(data, window) if ties == "merge" else scan_window(data, window)
         return None, scan, "xmin_peak", ("window", window), {}
     if fix_fingers == "clip_xmax":
-        scan, raw_alpha, fingers = _scan_clip_xmax(data, max_fingers, finger_thresh)
+        scan, raw_alpha, fingers = scan_clip_xmax(data, max_fingers, finger_thresh)
         return None, scan, "clip_xmax", ("ks",), {"raw_alpha": raw_alpha, "num_fingers": fingers}
     if xmin_range is not None:
-        scan = _scan_merged(data, xmin_range) if ties == "merge" else _scan_window(data, xmin_range)
+        scan = _scan_merged(data, xmin_range) if ties == "merge" else scan_window(data, xmin_range)
         return None, scan, "ks", ("window", xmin_range), {}
     if ties == "merge":
         return None, _scan_merged(data, None), "ks", ("ks",), {}
     method = "small_n" if data.size < SMALL_N_CUTOFF else "ks"
-    return None, _scan_default(data), method, ("ks",), {}
+    return None, scan_default(data), method, ("ks",), {}
 
 
 def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,

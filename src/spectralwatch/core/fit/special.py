@@ -189,7 +189,7 @@ def _lgamma_low(s: np.ndarray, z: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # truncated power law
 # --------------------------------------------------------------------------------------------
-def _log_norm_pl(alpha, log_ymax):
+def log_norm_pl(alpha, log_ymax):
     r"""``ln \int_1^{ymax} y^{-alpha} dy`` (``log_ymax = inf`` for no truncation)."""
     alpha = np.asarray(alpha, dtype=np.float64)
     c = 1.0 - alpha
@@ -237,7 +237,7 @@ def tpl_log_norm(alpha, mu, ymax=np.inf) -> np.ndarray:
     log_ymax = math.log(ymax) if np.isfinite(ymax) else np.inf
     zero = mu == 0.0
     if zero.any():
-        out[zero] = _log_norm_pl(alpha[zero], log_ymax)
+        out[zero] = log_norm_pl(alpha[zero], log_ymax)
     pos = ~zero
     if np.isfinite(ymax):
         ser = pos & (mu * ymax <= 1.0)
@@ -254,7 +254,7 @@ def tpl_log_norm(alpha, mu, ymax=np.inf) -> np.ndarray:
     return out
 
 
-def _mills_excess(z0: float):
+def mills_excess(z0: float):
     r"""``E[W]`` and ``E[W^2]`` for :math:`W = Z - z_0`, :math:`Z` standard normal truncated to ``Z >= z0``.
 
     :math:`E[W] = h - z_0` and :math:`E[W^2] = 1 - z_0 (h - z_0)`, with :math:`h = \phi(z_0)/Q(z_0)`
@@ -273,7 +273,7 @@ def _mills_excess(z0: float):
     return 1.0 / D1, 2.0 / (D1 * D2)
 
 
-def _lognormal_natural(a: float, b: float):
+def lognormal_natural(a: float, b: float):
     r"""``(m, s, z0, ln Z)`` of the density :math:`\propto e^{a u + b u^2}` on ``u >= 0`` (``b < 0``).
 
     It is a normal of mean :math:`m = -a/(2b)` and deviation :math:`s = 1/\sqrt{-2b}` truncated at 0,
@@ -292,7 +292,7 @@ def _lognormal_natural(a: float, b: float):
     return m, s, z0, lz
 
 
-def _concave_newton(value, grad, a, b, *, b_max, max_iter=200):
+def concave_newton(value, grad, a, b, *, b_max, max_iter=200):
     """Maximise a smooth concave ``value(a, b)`` with ``b <= b_max`` by damped, projected Newton steps.
 
     The Hessian comes from central differences of the exact gradient (relative steps 1e-6).

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .powerlaw import SMALL_N_CUTOFF, SMALL_N_MIN_TAIL
+from .ks_scan import SMALL_N_CUTOFF, SMALL_N_MIN_TAIL
 
 __all__ = [
     "AlphaBootstrap",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .special import _log_norm_pl, tpl_log_norm
+from .special import log_norm_pl, tpl_log_norm
 from ...errors import InvalidParameterError
 
 __all__ = ["TPL_ALPHA_RANGE", "TruncatedPowerLawFit", "fit_truncated_power_law"]
@@ -122,7 +122,7 @@ def _moments(alpha: float, mu: float, ymax: float, h: float = 1e-4):
     return L0, e_log, e_y, var_log, e_y2 - e_y * e_y, cov
 
 
-def _check_tail(data, xmin, xmax, func: str):
+def check_tail(data, xmin, xmax, func: str):
     """Validate ``data``/``xmin``/``xmax``; return the sorted tail (float64) and ``xmax`` (inf if None)."""
     arr = np.asarray(data)
     if arr.ndim != 1 or arr.dtype.kind not in "iuf":
@@ -143,7 +143,7 @@ def _check_tail(data, xmin, xmax, func: str):
     return tail, float(xmax)
 
 
-def _tail_problem(tail: np.ndarray) -> str:
+def tail_problem(tail: np.ndarray) -> str:
     """Why no law can be fitted to this (sorted) tail; ``''`` when one can."""
     if not np.isfinite(tail).all():
         return "the tail contains non-finite values"
@@ -215,10 +215,10 @@ def fit_truncated_power_law(data, xmin, *, xmax=None, alpha_range=TPL_ALPHA_RANG
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise InvalidParameterError(
             f"The 'alpha_range' parameter of {func} must be two finite numbers low < high. Got {alpha_range!r}.")
-    tail, xmax = _check_tail(data, xmin, xmax, func)
+    tail, xmax = check_tail(data, xmin, xmax, func)
     xmin = float(xmin)
     n = tail.size
-    problem = _tail_problem(tail)
+    problem = tail_problem(tail)
     if problem:
         return _tpl_failed(n, xmin, xmax, problem)
     y = tail / xmin
@@ -345,7 +345,7 @@ def _pl_truncated_alpha(mean_log, ymax, lo, hi):
 
     def g(a):
         h = 1e-5
-        lz = _log_norm_pl(np.array([a + h, a - h]), math.log(ymax))
+        lz = log_norm_pl(np.array([a + h, a - h]), math.log(ymax))
         return -(lz[0] - lz[1]) / (2 * h) - mean_log
 
     a_lo, a_hi = lo - 1.0, hi + 1.0

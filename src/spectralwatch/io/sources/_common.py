@@ -219,7 +219,7 @@ def number_entries(entries: Iterable[TensorEntry], start_id: int) -> Iterator[La
 # state dicts held in memory (also what torch files contain)
 # --------------------------------------------------------------------------------------------
 
-def _has_tensor_values(mapping: Mapping) -> bool:
+def has_tensor_values(mapping: Mapping) -> bool:
     return any(is_tensor_like(v) for v in mapping.values())
 
 
@@ -228,13 +228,13 @@ def unwrap_checkpoint(obj: Mapping, depth: int = 2) -> Mapping:
 
     A mapping holding tensors itself is returned unchanged.
     """
-    if _has_tensor_values(obj) or depth == 0:
+    if has_tensor_values(obj) or depth == 0:
         return obj
     for key in CHECKPOINT_KEYS:
         inner = obj.get(key) if isinstance(obj, Mapping) else None
         if isinstance(inner, Mapping):
             found = unwrap_checkpoint(inner, depth - 1)
-            if _has_tensor_values(found):
+            if has_tensor_values(found):
                 return found
     return obj
 

@@ -41,7 +41,7 @@ from .fused import KERAS_GATES, append_parts, gate_parts
 __all__ = ["KerasModelSource", "is_keras_model", "keras_refs"]
 
 # Keras class -> names of its variables in the order Keras 3 saves them (``vars/0``, ``vars/1``...)
-_VAR_NAMES = {
+VAR_NAMES = {
     "Dense": ("kernel", "bias"), "EinsumDense": ("kernel", "bias"), "Embedding": ("embeddings",),
     "SeparableConv1D": ("depthwise_kernel", "pointwise_kernel", "bias"),
     "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel", "bias"),
@@ -51,9 +51,9 @@ _VAR_NAMES = {
     "LayerNormalization": ("gamma", "beta"),
 }
 _CELLS = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "rnn"}
-_RNN_PARENTS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
+RNN_PARENTS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
 # snake-case group names Keras 3 gives layers in weight files -> class
-_GROUP_CLASS = {"dense": "Dense", "einsum_dense": "EinsumDense", "embedding": "Embedding", "conv1d": "Conv1D",
+GROUP_CLASS = {"dense": "Dense", "einsum_dense": "EinsumDense", "embedding": "Embedding", "conv1d": "Conv1D",
                 "conv2d": "Conv2D", "conv3d": "Conv3D", "conv1d_transpose": "Conv1DTranspose",
                 "conv2d_transpose": "Conv2DTranspose", "conv3d_transpose": "Conv3DTranspose",
                 "depthwise_conv1d": "DepthwiseConv1D", "depthwise_conv2d": "DepthwiseConv2D",
@@ -119,7 +119,7 @@ def _einsum_layout(equation: str | None, shape: tuple, hint: str) -> tuple[tuple
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class _Layer:
+class KerasLayer:
     path: tuple               # layer names from the root
     cls: str                  # Keras class name ('' when unknown)
     config: dict = field(default_factory=dict)
@@ -127,10 +127,10 @@ class _Layer:
     parent_cls: str = ""
 
 
-def _classify(layer: _Layer, var: str, shape: tuple):
+def _classify(layer: KerasLayer, var: str, shape: tuple):
     """``(layer_type, transform, canonical shape, groups)`` of one variable, or None to skip it."""
     cls, nd = layer.cls, len(shape)
-    if cls in _CELLS or layer.parent_cls in _RNN_PARENTS:
+    if cls in _CELLS or layer.parent_cls in RNN_PARENTS:
         return None
     if var == "embeddings" and nd == 2:
         return "embedding", None, shape, 1
@@ -161,15 +161,15 @@ def _classify(layer: _Layer, var: str, shape: tuple):
     return f"conv{nd - 2}d", _t_conv, conv_shape, _groups(layer)
 
 
-def _groups(layer: _Layer) -> int:
+def _groups(layer: KerasLayer) -> int:
     value = layer.config.get("groups", 1) or 1
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"layer '{'/'.join(layer.path)}' has groups = {value!r} in its config, not a positive int")
     return value
 
 
-def _cell_parts(layer: _Layer, name: str, longname: str) -> list[LayerRef]:
-    kind = _CELLS.get(layer.cls) or _CELLS.get(_RNN_PARENTS.get(layer.parent_cls, ""), "")
+def _cell_parts(layer: KerasLayer, name: str, longname: str) -> list[LayerRef]:
+    kind = _CELLS.get(layer.cls) or _CELLS.get(RNN_PARENTS.get(layer.parent_cls, ""), "")
     if not kind:
         return []
     out = []
@@ -181,7 +181,7 @@ def _cell_parts(layer: _Layer, name: str, longname: str) -> list[LayerRef]:
     return out
 
 
-def keras_refs(layers: list[_Layer], start_id: int) -> Iterator[LayerRef]:
+def keras_refs(layers: list[KerasLayer], start_id: int) -> Iterator[LayerRef]:
     """LayerRefs of walked layers: root = ``start_id``, then one id per layer."""
     parts: list[LayerRef] = []
 
@@ -239,7 +239,7 @@ def _variable_loader(variable):
     return load
 
 
-def _walk_model(layer, path=(), parent_cls="") -> Iterator[_Layer]:
+def _walk_model(layer, path=(), parent_cls="") -> Iterator[KerasLayer]:
     for child in _children(layer):
         cpath = path + (child.name,)
         weights = []
@@ -248,7 +248,7 @@ def _walk_model(layer, path=(), parent_cls="") -> Iterator[_Layer]:
             weights.append((var, tuple(int(s) for s in v.shape), str(getattr(v, "dtype", "float32")),
                             _variable_loader(v)))
         config = {"groups": getattr(child, "groups", 1) or 1, "equation": getattr(child, "equation", None)}
-        yield _Layer(cpath, type(child).__name__, config, weights, parent_cls)
+        yield KerasLayer(cpath, type(child).__name__, config, weights, parent_cls)
         yield from _walk_model(child, cpath, type(child).__name__)
 
 

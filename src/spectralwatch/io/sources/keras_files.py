@@ -24,7 +24,7 @@ from ...deps import require
 from ...errors import CorruptFileError, SpectralWatchError
 from ._common import BaseSource, check_expansion, check_start_id, parse_json, path_text, reraise_access_errors
 from .base import LayerRef
-from .keras_ import _GROUP_CLASS, _RNN_PARENTS, _VAR_NAMES, _Layer, keras_refs
+from .keras_ import GROUP_CLASS, RNN_PARENTS, VAR_NAMES, KerasLayer, keras_refs
 
 __all__ = ["KerasFileSource", "read_h5_dataset", "SCAN_TIMEOUT"]
 
@@ -109,7 +109,7 @@ def _natural(name: str):
 
 def _group_class(group_name: str) -> str:
     base = re.sub(r"_\d+$", "", group_name)
-    return _GROUP_CLASS.get(base, "")
+    return GROUP_CLASS.get(base, "")
 
 
 class _H5Walker:
@@ -118,7 +118,7 @@ class _H5Walker:
     def __init__(self, path, member, configs: dict, order: list):
         self.path, self.member, self.configs, self.order = path, member, configs, order
 
-    def layers(self, group, path=(), parent_cls="") -> Iterator[_Layer]:
+    def layers(self, group, path=(), parent_cls="") -> Iterator[KerasLayer]:
         if len(path) > MAX_DEPTH:
             raise CorruptFileError(f"The Keras file '{self.path}' nests layer groups more than {MAX_DEPTH} deep "
                                    f"({'/'.join(path[:5])}/...).")
@@ -138,9 +138,9 @@ class _H5Walker:
             cls, cfg = self.configs.get(name, ("", {}))
             if not cls or (parent_cls and key in ("cell", "query_dense", "key_dense", "value_dense", "output_dense")):
                 # no config entry (a subclassed model): Keras names groups and layers after the class
-                cls = _RNN_PARENTS.get(parent_cls) if key == "cell" else (_group_class(key) or cls
+                cls = RNN_PARENTS.get(parent_cls) if key == "cell" else (_group_class(key) or cls
                                                                             or _group_class(name))
-            yield _Layer(path + (name,), cls or "", dict(cfg), self._weights(item, cls or "", key), parent_cls)
+            yield KerasLayer(path + (name,), cls or "", dict(cfg), self._weights(item, cls or "", key), parent_cls)
             yield from self.layers(item, path + (name,), cls or "")
 
     @staticmethod
@@ -157,7 +157,7 @@ class _H5Walker:
         vars_ = item.get("vars")
         if not isinstance(vars_, h5py.Group):
             return []
-        names = _VAR_NAMES.get(cls, ())
+        names = VAR_NAMES.get(cls, ())
         out = []
         for idx in sorted((k for k in vars_ if k.isdigit()), key=int):
             ds = vars_.get(idx)
@@ -181,7 +181,7 @@ def _text_list(value) -> list[str]:
     return out
 
 
-def _legacy_layers(path, f, configs) -> Iterator[_Layer]:
+def _legacy_layers(path, f, configs) -> Iterator[KerasLayer]:
     """Keras 2 / legacy ``.h5``: ``model_weights/<layer>`` with ``weight_names`` attributes."""
     import h5py
 
@@ -205,10 +205,10 @@ def _legacy_layers(path, f, configs) -> Iterator[_Layer]:
             weights = [(var, tuple(int(s) for s in ds.shape), ds.dtype.name,
                         functools.partial(read_h5_dataset, path, None, ds.name)) for var, ds in found
                        if isinstance(ds, h5py.Dataset) and _numeric_dataset(ds)]
-            yield _Layer(lpath, cls, dict(cfg), weights, parent)
+            yield KerasLayer(lpath, cls, dict(cfg), weights, parent)
 
 
-def scan_file(path: str) -> list[_Layer]:
+def scan_file(path: str) -> list[KerasLayer]:
     """The layers of a Keras file, read in this process (see :func:`scan_isolated`)."""
     h5py = require("h5py", purpose=f"read the Keras file '{path}'")
     try:
@@ -224,7 +224,7 @@ def scan_file(path: str) -> list[_Layer]:
                                f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
-def _scan_archive(path: str, h5py) -> list[_Layer]:
+def _scan_archive(path: str, h5py) -> list[KerasLayer]:
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         if "model.weights.h5" not in names:
@@ -241,7 +241,7 @@ def _scan_archive(path: str, h5py) -> list[_Layer]:
                 return _scan_h5(path, f, "model.weights.h5", config)
 
 
-def _scan_h5(path: str, f, member, config=None) -> list[_Layer]:
+def _scan_h5(path: str, f, member, config=None) -> list[KerasLayer]:
     if config is None and "model_config" in f.attrs:
         raw = f.attrs["model_config"]
         raw = raw.item() if isinstance(raw, np.ndarray) and raw.ndim == 0 else raw
@@ -258,15 +258,15 @@ def _scan_h5(path: str, f, member, config=None) -> list[_Layer]:
 # the scan in a child process
 # --------------------------------------------------------------------------------------------
 
-def _records(layers: list[_Layer]) -> list[dict]:
+def _records(layers: list[KerasLayer]) -> list[dict]:
     """Plain data of scanned layers (what crosses from the child): loaders become dataset names."""
     return [{"path": list(layer.path), "cls": layer.cls, "config": layer.config, "parent_cls": layer.parent_cls,
              "weights": [(var, tuple(shape), dtype, loader.args[1], loader.args[2])
                          for var, shape, dtype, loader in layer.weights]} for layer in layers]
 
 
-def _from_records(path: str, records: list[dict]) -> list[_Layer]:
-    return [_Layer(tuple(r["path"]), r["cls"], r["config"],
+def _from_records(path: str, records: list[dict]) -> list[KerasLayer]:
+    return [KerasLayer(tuple(r["path"]), r["cls"], r["config"],
                    [(var, tuple(shape), dtype, functools.partial(read_h5_dataset, path, member, name))
                     for var, shape, dtype, member, name in r["weights"]], r["parent_cls"]) for r in records]
 
@@ -305,7 +305,7 @@ def _fork(proc) -> None:
             proc.start()
 
 
-def scan_isolated(path: str) -> list[_Layer]:
+def scan_isolated(path: str) -> list[KerasLayer]:
     """:func:`scan_file` in a child process, under :data:`SCAN_TIMEOUT` seconds.
 
     A file that makes libhdf5 loop or crash is a :class:`CorruptFileError`. Inside a daemonic

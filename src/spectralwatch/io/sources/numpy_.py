@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import CorruptFileError, UnknownFormatError
 from ._common import (ARRAY_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource, TensorEntry,
-                      _has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
+                      has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
                       describe_object, mapping_entries, path_text, reraise_access_errors, type_from_ndim,
                       unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
 from .base import LayerRef
@@ -70,7 +70,7 @@ class StateDictSource(StateDictLikeSource):
 
     def __init__(self, obj: Mapping, *, start_id=None, description: str | None = None):
         inner = unwrap_checkpoint(obj)
-        if not _has_tensor_values(inner):
+        if not has_tensor_values(inner):
             raise UnknownFormatError(
                 f"Expected a state dict (a mapping of names to numpy arrays or torch tensors) "
                 f"but got {describe_object(obj)}."

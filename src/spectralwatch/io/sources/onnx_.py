@@ -228,7 +228,7 @@ class _Weight:
         return widen_numpy(np.ascontiguousarray(W), copy=False)
 
 
-def _select(loader, index):
+def select_layers(loader, index):
     def load():
         return np.ascontiguousarray(loader()[index])
 
@@ -289,7 +289,7 @@ class ONNXModelSource(BaseSource):
                 for d in range(shape[0]):
                     direction = ("", ".reverse")[d] if shape[0] == 2 else (f".d{d}" if shape[0] > 1 else "")
                     one = LayerRef(-1, f"{name}{direction}", f"{longname}{direction}", kind, shape[1:], dtype,
-                                   _select(w.load, d), quant=ref.quant)
+                                   select_layers(w.load, d), quant=ref.quant)
                     parts.extend(gate_parts(one, gates, kind))
                 ref = LayerRef(ref.layer_id, name, longname, "unknown", shape, dtype, w.load, quant=ref.quant,
                                skip=f"a stacked recurrent tensor: analysed per direction and gate "

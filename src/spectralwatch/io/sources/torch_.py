@@ -15,7 +15,7 @@ from typing import Iterator
 from ...deps import require
 from ...errors import CorruptFileError, UnknownFormatError, UnsafeFileError
 from ._common import (ARRAY_START_ID, MODULE_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource,
-                      TensorEntry, _has_tensor_values, check_start_id, describe_object, is_torch_module,
+                      TensorEntry, has_tensor_values, check_start_id, describe_object, is_torch_module,
                       is_torch_tensor, mapping_entries, path_text, torch_dtype_name, torch_to_numpy,
                       unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle)
 from .base import LayerRef
@@ -275,7 +275,7 @@ def load_state_dict_file(path: str, trust_pickle: bool = False) -> Mapping:
             "names to tensors). Save model.state_dict() instead."
         )
     inner = unwrap_checkpoint(obj)
-    if not _has_tensor_values(inner):
+    if not has_tensor_values(inner):
         raise UnknownFormatError(
             f"The file '{path}' holds {describe_object(obj)}; expected a state dict (a mapping of "
             "names to tensors), possibly nested under 'state_dict', 'model_state_dict' or 'model'."

@@ -18,14 +18,14 @@ COLORS = {
     "random": "#CC79A7", "second": "#56B4E9",
 }
 WELL_TRAINED = (2.0, 6.0)  # HTSR: alpha in [2, 6] is the well-trained range (Martin & Mahoney 2021)
-_BINS = 100
+BINS = 100
 
 
 def _mpl():
     return require("matplotlib", purpose="draw figures")
 
 
-def _axes(ax):
+def new_axes(ax):
     """``ax``, or the Axes of a new pyplot figure (shown inline by notebooks; never ``show()``)."""
     if ax is not None:
         return ax
@@ -36,7 +36,7 @@ def _axes(ax):
     return ax
 
 
-def _positive(evals) -> np.ndarray:
+def positive_values(evals) -> np.ndarray:
     """Finite eigenvalues above a relative floor (zeros have no logarithm)."""
     x = np.asarray(evals, dtype=np.float64).ravel()
     x = x[np.isfinite(x)]
@@ -46,7 +46,7 @@ def _positive(evals) -> np.ndarray:
     return x[x > max(top * 1e-12, 0.0)] if top > 0 else x[:0]
 
 
-def _title(ax, title, second: str = "") -> None:
+def set_title(ax, title, second: str = "") -> None:
     text = title or ""
     if second:
         text = f"{text}\n{second}" if text else second
@@ -54,16 +54,16 @@ def _title(ax, title, second: str = "") -> None:
         ax.set_title(text, fontsize=10, y=1.0, pad=6)
 
 
-def _legend(ax, loc="upper right") -> None:
+def add_legend(ax, loc="upper right") -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, frameon=False, loc=loc)  # an explicit loc: 'best' is slow
 
 
-def _short(text: str, width: int = 38) -> str:
+def shorten(text: str, width: int = 38) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
-class _Canvas:
+class Canvas:
     """Agg figures reused from file to file: no pyplot, no window, nothing left open.
 
     Each kind of figure keeps its own Figure and Axes; between two files only the plotted

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import _BINS, COLORS, WELL_TRAINED, _axes, _Canvas, _legend, _positive, _short, _title
+from .base import BINS, COLORS, WELL_TRAINED, new_axes, Canvas, add_legend, positive_values, shorten, set_title
 from .model import alpha_by_layer, alpha_histogram, layer_groups, layer_label, layer_type_breakdown
 
 __all__ = [
@@ -57,7 +57,7 @@ def _xmin_lines(ax, fit, transform=float) -> None:
                    label=f"λmax = {fit.xmax:.3g} ({fit.num_fingers} fingers cut)")
 
 
-def esd_loglog(evals, fit=None, *, ax=None, title=None, bins=_BINS):
+def esd_loglog(evals, fit=None, *, ax=None, title=None, bins=BINS):
     r"""Log-log ESD with the fitted power law and its ``xmin``.
 
     The density is a histogram on logarithmic bins of the non-zero eigenvalues; the fitted law is
@@ -79,8 +79,8 @@ def esd_loglog(evals, fit=None, *, ax=None, title=None, bins=_BINS):
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    x = _positive(evals)
+    ax = new_axes(ax)
+    x = positive_values(evals)
     if x.size:
         lo, hi = float(x.min()), float(x.max())
         edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1) if hi > lo else np.array([lo * 0.9, lo * 1.1])
@@ -100,19 +100,19 @@ def esd_loglog(evals, fit=None, *, ax=None, title=None, bins=_BINS):
     _xmin_lines(ax, fit)
     ax.set_xlabel("eigenvalue λ of WᵀW (log scale)")
     ax.set_ylabel("density ρ(λ) (log scale)")
-    _title(ax, title, _fit_text(fit))
-    _legend(ax)
+    set_title(ax, title, _fit_text(fit))
+    add_legend(ax)
     return ax
 
 
-def esd_linear(evals, fit=None, *, ax=None, title=None, bins=_BINS):
+def esd_linear(evals, fit=None, *, ax=None, title=None, bins=BINS):
     """Lin-lin ESD: histogram of the eigenvalues with the power-law ``xmin`` marked.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     x = np.asarray(evals, dtype=np.float64).ravel()
     x = x[np.isfinite(x)]
     if x.size:
@@ -122,20 +122,20 @@ def esd_linear(evals, fit=None, *, ax=None, title=None, bins=_BINS):
     _xmin_lines(ax, fit)
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylabel("density ρ(λ)")
-    _title(ax, title, "linear scale: the bulk, and the tail that the fit sees")
-    _legend(ax)
+    set_title(ax, title, "linear scale: the bulk, and the tail that the fit sees")
+    add_legend(ax)
     return ax
 
 
-def esd_loglinear(evals, fit=None, *, ax=None, title=None, bins=_BINS):
+def esd_loglinear(evals, fit=None, *, ax=None, title=None, bins=BINS):
     r"""Log-lin ESD: histogram of :math:`\log_{10}\lambda`, with ``xmin`` and ``xmax`` marked.
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    x = _positive(evals)
+    ax = new_axes(ax)
+    x = positive_values(evals)
     if x.size:
         lx = np.log10(x)
         counts, edges = np.histogram(lx, bins=bins)
@@ -148,8 +148,8 @@ def esd_loglinear(evals, fit=None, *, ax=None, title=None, bins=_BINS):
                    label=f"log10 λmax = {math.log10(fit.xmax):.2f}")
     ax.set_xlabel("log10 λ")
     ax.set_ylabel("density")
-    _title(ax, title, "log-lin: a heavy tail is a long shoulder to the right")
-    _legend(ax)
+    set_title(ax, title, "log-lin: a heavy tail is a long shoulder to the right")
+    add_legend(ax)
     return ax
 
 
@@ -181,7 +181,7 @@ def ks_distance(fit, *, ax=None, title=None):
     matplotlib.axes.Axes
     """
     xmins = _candidates(fit)
-    ax = _axes(ax)
+    ax = new_axes(ax)
     ds = fit.ks_curve()
     ax.plot(xmins, ds, color=COLORS["esd"], linewidth=1.3, label="D_KS(xmin)")
     if _fitted(fit):
@@ -191,8 +191,8 @@ def ks_distance(fit, *, ax=None, title=None):
     _logx(ax, xmins)
     ax.set_xlabel("candidate xmin")
     ax.set_ylabel("KS distance D_KS")
-    _title(ax, title, "the fit takes the xmin of smallest KS distance")
-    _legend(ax)
+    set_title(ax, title, "the fit takes the xmin of smallest KS distance")
+    add_legend(ax)
     return ax
 
 
@@ -213,7 +213,7 @@ def alpha_vs_xmin(fit, *, ax=None, title=None):
     matplotlib.axes.Axes
     """
     xmins = _candidates(fit)
-    ax = _axes(ax)
+    ax = new_axes(ax)
     alphas = np.asarray(fit.alphas, dtype=np.float64)
     finite = np.isfinite(alphas) & (alphas > 0)
     ax.axhspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
@@ -227,8 +227,8 @@ def alpha_vs_xmin(fit, *, ax=None, title=None):
     ax.set_ylim(max(0.0, min(1.0, np.nanmin(alphas[finite]) if finite.any() else 1.0)), max(top, 7.0) * 1.05)
     ax.set_xlabel("candidate xmin")
     ax.set_ylabel("α")
-    _title(ax, title, "how α depends on where the tail starts")
-    _legend(ax)
+    set_title(ax, title, "how α depends on where the tail starts")
+    add_legend(ax)
     return ax
 
 
@@ -258,8 +258,8 @@ def plot_id(row) -> str:
     return f"{int(row['layer_id'])}:{int(sid)}"
 
 
-def _layer_title(row) -> str:
-    return f"Layer {plot_id(row)}: {_short(layer_label(row), 60)}"
+def layer_title(row) -> str:
+    return f"Layer {plot_id(row)}: {shorten(layer_label(row), 60)}"
 
 
 def _draw_layer(kind: str, ax, evals, fit, title: str) -> bool:
@@ -315,7 +315,7 @@ def save_figures(report, directory, *, layers=None, model=True, kinds=None, dpi=
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    canvas = _Canvas(dpi=dpi, fmt=fmt)
+    canvas = Canvas(dpi=dpi, fmt=fmt)
     extras = _extra_drawers(report)
     wanted = None if kinds is None else set(kinds)
     keep = None if layers is None else {int(i) for i in layers}
@@ -337,7 +337,7 @@ def _save_layer(canvas, out: Path, row: dict, report, extras: dict, wanted, fmt:
     except (KeyError, TypeError):  # a layer that failed before its eigenvalues existed
         return []
     written = []
-    title = _layer_title(row)
+    title = layer_title(row)
     for kind in list(LAYER_FIGURES) + list(extras):
         if wanted is not None and kind not in wanted:
             continue
@@ -358,7 +358,7 @@ def model_name(report) -> str:
     return source or "model"
 
 
-def _save_model(report, out: Path, canvas: _Canvas, fmt: str) -> list:
+def _save_model(report, out: Path, canvas: Canvas, fmt: str) -> list:
     written = []
     name = model_name(report)
     for kind, draw in (("alpha-by-layer", alpha_by_layer), ("alpha-histogram", alpha_histogram),

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from .base import COLORS, WELL_TRAINED, _axes, _legend, _short, _title
+from .base import COLORS, WELL_TRAINED, new_axes, add_legend, shorten, set_title
 
 __all__ = ["alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label"]
 
@@ -52,7 +52,7 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     ok = _ok(details)
     pos = np.arange(len(details))[np.asarray(details.index.isin(ok.index))]
     alpha = ok["alpha"].to_numpy(dtype=float) if "alpha" in ok else np.empty(0)
@@ -87,8 +87,8 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
     ax.set_xlabel("layer, in network order")
     ax.set_ylabel("α")
     mean = float(np.nanmean(alpha)) if alpha.size else float("nan")
-    _title(ax, title, f"mean α = {mean:.2f} over {alpha.size} layers" if alpha.size and not color else "")
-    _legend(ax, loc="best" if len(details) < 400 else "upper right")
+    set_title(ax, title, f"mean α = {mean:.2f} over {alpha.size} layers" if alpha.size and not color else "")
+    add_legend(ax, loc="best" if len(details) < 400 else "upper right")
     return ax
 
 
@@ -108,7 +108,7 @@ def alpha_histogram(details, *, ax=None, title=None, bins=None, clip=12.0):
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     alpha = _ok(details)["alpha"].to_numpy(dtype=float) if "alpha" in details else np.empty(0)
     alpha = alpha[np.isfinite(alpha)]
     ax.axvspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
@@ -128,8 +128,8 @@ def alpha_histogram(details, *, ax=None, title=None, bins=None, clip=12.0):
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     n_over = int((alpha < WELL_TRAINED[0]).sum())
     n_under = int((alpha > WELL_TRAINED[1]).sum())
-    _title(ax, title, f"{alpha.size} layers: {n_over} below 2, {n_under} above 6")
-    _legend(ax)
+    set_title(ax, title, f"{alpha.size} layers: {n_over} below 2, {n_under} above 6")
+    add_legend(ax)
     return ax
 
 
@@ -163,7 +163,7 @@ def layer_type_breakdown(details, *, ax=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     ok = _ok(details)
     ok = ok[np.isfinite(ok["alpha"].to_numpy(dtype=float))] if len(ok) else ok
     groups = layer_groups(ok) if len(ok) else []
@@ -183,7 +183,7 @@ def layer_type_breakdown(details, *, ax=None, title=None):
                    medianprops={"color": "black"}, flierprops={"markersize": 3})
         for i, (_, _, values) in enumerate(data, start=1):
             ax.scatter(values, np.full(values.size, i), s=9, color=COLORS["esd"], zorder=3)
-        ax.set_yticks(range(1, len(data) + 1), [f"{_short(k)} ({d.size})" for _, k, d in data], fontsize=8)
+        ax.set_yticks(range(1, len(data) + 1), [f"{shorten(k)} ({d.size})" for _, k, d in data], fontsize=8)
     ax.set_xlabel("α")
-    _title(ax, title, "alpha by kind of layer (number of layers)")
+    set_title(ax, title, "alpha by kind of layer (number of layers)")
     return ax

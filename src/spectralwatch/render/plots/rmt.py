@@ -21,12 +21,12 @@ import math
 
 import numpy as np
 
-from .base import COLORS, _axes, _legend, _positive, _title
+from .base import COLORS, new_axes, add_legend, positive_values, set_title
 
 __all__ = ["mp_fit", "quarter_circle_fit", "randomized_esd", "detx", "level_spacings", "level_statistics",
            "drawers"]
 
-_BINS = 100
+BINS = 100
 
 
 def _fit_mp(evals, Q, M, mp, method):
@@ -35,7 +35,7 @@ def _fit_mp(evals, Q, M, mp, method):
     return mp if mp is not None else fit_marchenko_pastur(evals, Q, M, method=method)
 
 
-def mp_fit(evals, Q: float, M: int, *, mp=None, method="quantile", ax=None, title=None, bins=_BINS):
+def mp_fit(evals, Q: float, M: int, *, mp=None, method="quantile", ax=None, title=None, bins=BINS):
     r"""The rescaled ESD (mean 1) with the fitted Marchenko-Pastur density over its bulk.
 
     The eigenvalues are rescaled to :math:`\lambda' = W_s^2\lambda`, :math:`W_s=\sqrt{n/\sum\lambda}`;
@@ -57,11 +57,11 @@ def mp_fit(evals, Q: float, M: int, *, mp=None, method="quantile", ax=None, titl
     """
     from ...core.rmt import marchenko_pastur_pdf
 
-    ax = _axes(ax)
+    ax = new_axes(ax)
     mp = _fit_mp(evals, Q, M, mp, method)
     x = np.asarray(evals, dtype=np.float64).ravel()
     if mp.status != "success" or not x.size:
-        _title(ax, title, f"MP fit failed: {mp.message}"[:90])
+        set_title(ax, title, f"MP fit failed: {mp.message}"[:90])
         return ax
     xr = x * mp.W_scale ** 2
     cut = mp.edge * mp.W_scale ** 2
@@ -80,13 +80,13 @@ def mp_fit(evals, Q: float, M: int, *, mp=None, method="quantile", ax=None, titl
                label=f"bulk edge + TW margin; {mp.num_spikes} spikes beyond")
     ax.set_xlabel("eigenvalue λ' (rescaled to mean 1)")
     ax.set_ylabel("density")
-    _title(ax, title, f"Marchenko-Pastur fit: Q = {Q:.3g}, σ_mp = {mp.sigma:.3f}, "
+    set_title(ax, title, f"Marchenko-Pastur fit: Q = {Q:.3g}, σ_mp = {mp.sigma:.3f}, "
            f"mp_softrank = {mp.mp_softrank:.3f}, spikes = {mp.num_spikes}")
-    _legend(ax)
+    add_legend(ax)
     return ax
 
 
-def quarter_circle_fit(evals, M: int, *, mp=None, method="quantile", ax=None, title=None, bins=_BINS):
+def quarter_circle_fit(evals, M: int, *, mp=None, method="quantile", ax=None, title=None, bins=BINS):
     r"""At Q = 1: the singular values :math:`s=\sqrt{\lambda'}` with the quarter-circle law.
 
     :math:`\rho(s) = \sqrt{4\sigma^2 - s^2}/(\pi\sigma^2)` on :math:`[0, 2\sigma]`.
@@ -97,11 +97,11 @@ def quarter_circle_fit(evals, M: int, *, mp=None, method="quantile", ax=None, ti
     """
     from ...core.rmt import quarter_circle_pdf
 
-    ax = _axes(ax)
+    ax = new_axes(ax)
     mp = _fit_mp(evals, 1.0, M, mp, method)
     x = np.asarray(evals, dtype=np.float64).ravel()
     if mp.status != "success" or not x.size:
-        _title(ax, title, f"MP fit failed: {mp.message}"[:90])
+        set_title(ax, title, f"MP fit failed: {mp.message}"[:90])
         return ax
     s = np.sqrt(np.clip(x * mp.W_scale ** 2, 0.0, None))
     counts, edges = np.histogram(s, bins=bins)
@@ -112,12 +112,12 @@ def quarter_circle_fit(evals, M: int, *, mp=None, method="quantile", ax=None, ti
             label=f"quarter circle, σ = {mp.sigma:.3f}")
     ax.set_xlabel("singular value s = √λ' (rescaled)")
     ax.set_ylabel("density")
-    _title(ax, title, f"Q = 1: quarter-circle law, {mp.num_spikes} spikes")
-    _legend(ax)
+    set_title(ax, title, f"Q = 1: quarter-circle law, {mp.num_spikes} spikes")
+    add_legend(ax)
     return ax
 
 
-def randomized_esd(evals, rand_evals, *, log=False, rand_bulk_max=None, ax=None, title=None, bins=_BINS):
+def randomized_esd(evals, rand_evals, *, log=False, rand_bulk_max=None, ax=None, title=None, bins=BINS):
     """The real ESD and the ESD of the element-wise shuffled matrices, overlaid.
 
     Shuffling keeps the element distribution and destroys correlations: what the real spectrum
@@ -137,8 +137,8 @@ def randomized_esd(evals, rand_evals, *, log=False, rand_bulk_max=None, ax=None,
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
-    real, rand = _positive(evals), _positive(rand_evals)
+    ax = new_axes(ax)
+    real, rand = positive_values(evals), positive_values(rand_evals)
     tf = np.log10 if log else (lambda v: v)
     both = np.concatenate([tf(real), tf(rand)])
     if both.size:
@@ -154,12 +154,12 @@ def randomized_esd(evals, rand_evals, *, log=False, rand_bulk_max=None, ax=None,
                        label=f"randomized MP edge = {rand_bulk_max:.3g}")
     ax.set_xlabel("log10 λ" if log else "eigenvalue λ")
     ax.set_ylabel("density")
-    _title(ax, title, ("log10 " if log else "") + "ESD and randomized ESD: the difference is what was learned")
-    _legend(ax)
+    set_title(ax, title, ("log10 " if log else "") + "ESD and randomized ESD: the difference is what was learned")
+    add_legend(ax)
     return ax
 
 
-def detx(evals, *, fit=None, ax=None, title=None, bins=_BINS):
+def detx(evals, *, fit=None, ax=None, title=None, bins=BINS):
     r"""Histogram of :math:`\log_{10}` of the rescaled eigenvalues with the detX cut and the PL xmin.
 
     The detX cut is the smallest tail whose rescaled eigenvalues multiply to less than 1
@@ -172,11 +172,11 @@ def detx(evals, *, fit=None, ax=None, title=None, bins=_BINS):
     """
     from ...core.rmt import detx_constraint, rescale_to_unit_mean
 
-    ax = _axes(ax)
-    x = _positive(evals)
+    ax = new_axes(ax)
+    x = positive_values(evals)
     det = detx_constraint(x)
     if x.size < 2 or not np.isfinite(det.val_rescaled):
-        _title(ax, title, "detX: the spectrum is constant or too small")
+        set_title(ax, title, "detX: the spectrum is constant or too small")
         return ax
     xr, scale = rescale_to_unit_mean(x)
     counts, edges = np.histogram(np.log10(xr), bins=bins)
@@ -189,8 +189,8 @@ def detx(evals, *, fit=None, ax=None, title=None, bins=_BINS):
                    label=f"power-law λmin: {fit.num_pl_spikes} above")
     ax.set_xlabel("log10 λ' (rescaled to mean 1)")
     ax.set_ylabel("density")
-    _title(ax, title, f"detX condition: detX_num = {det.num}")
-    _legend(ax, loc="upper left")
+    set_title(ax, title, f"detX condition: detX_num = {det.num}")
+    add_legend(ax, loc="upper left")
     return ax
 
 
@@ -204,7 +204,7 @@ def level_spacings(evals, *, xmin=None, ax=None, title=None):
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
     d = np.diff(x)
     ok = d > 0
@@ -214,19 +214,19 @@ def level_spacings(evals, *, xmin=None, ax=None, title=None):
                    label=f"λmin = {xmin:.3g}")
     ax.set_xlabel("index i of the sorted eigenvalues")
     ax.set_ylabel("log10 (λ[i+1] - λ[i])")
-    _title(ax, title, "level spacings")
-    _legend(ax, loc="upper left")
+    set_title(ax, title, "level spacings")
+    add_legend(ax, loc="upper left")
     return ax
 
 
-def level_statistics(evals, *, ax=None, title=None, bins=_BINS):
+def level_statistics(evals, *, ax=None, title=None, bins=BINS):
     r"""Histogram of :math:`\log_{10}` of the level spacings (WeightWatcher's ``level-stats``).
 
     Returns
     -------
     matplotlib.axes.Axes
     """
-    ax = _axes(ax)
+    ax = new_axes(ax)
     d = np.diff(np.sort(np.asarray(evals, dtype=np.float64).ravel()))
     d = d[d > 0]
     if d.size:
@@ -234,7 +234,7 @@ def level_statistics(evals, *, ax=None, title=None, bins=_BINS):
         ax.stairs(counts / (d.size * np.diff(edges)), edges, fill=True, color=COLORS["esd"], alpha=0.55)
     ax.set_xlabel("log10 Δλ")
     ax.set_ylabel("density")
-    _title(ax, title, "level statistics (spacings of the sorted eigenvalues)")
+    set_title(ax, title, "level statistics (spacings of the sorted eigenvalues)")
     return ax
 
 

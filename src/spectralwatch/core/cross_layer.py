@@ -1,7 +1,7 @@
-r"""Analyses that change *what* is analysed: the inverse ESD, cross-layer products, one stacked matrix.
+r"""The matrices of the analyses that change *what* is analysed: pseudo-inverses, cross-layer products, one stacked matrix.
 
 Each builds ordinary :class:`~spectralwatch.matrices.LayerMatrices` and hands them to the normal
-per-layer pipeline (:mod:`spectralwatch.layer`), so every column, every fit option and every
+per-layer pipeline (:mod:`spectralwatch.pipeline.layer`, through :mod:`spectralwatch.pipeline.cross_layer`), so every column, every fit option and every
 optional analysis (``vectors``, ...) means the same thing as for a plain layer.
 
 ``inverse=True``
@@ -48,16 +48,12 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import NoLayersError
-from .analyses import layer_rng
-from .layer import LayerResult, _spectrum_rows, failed_result
-from ..core.matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices
+from .matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices
 
-__all__ = ["inverse_matrices", "pseudo_inverse", "intra_pair_matrix", "align_pair", "stack_layers",
-           "standardize", "intra_walk", "stacked_walk", "variant_walk"]
+__all__ = ["inverse_matrices", "pseudo_inverse", "first_matrix", "align_pair", "intra_pair_matrix", "root_matrices",
+           "standardize", "stack_block", "stack_layers"]
 
 _EPS = np.finfo(np.float64).eps
-_FAILURES = (NonFiniteWeightsError, ValueError, ArithmeticError, np.linalg.LinAlgError, OSError, MemoryError)
 
 
 # ------------------------------------------------------------------------------------ inverse
@@ -83,7 +79,7 @@ def inverse_matrices(mats: LayerMatrices) -> LayerMatrices:
 
 # -------------------------------------------------------------------------------------- intra
 
-def _first_matrix(tensor: np.ndarray) -> np.ndarray:
+def first_matrix(tensor: np.ndarray) -> np.ndarray:
     """A dense weight as stored; a conv kernel ``(out, in, *k)``: its first position, oriented tall."""
     W = np.asarray(tensor, dtype=np.float64)
     if W.ndim > 2:
@@ -120,7 +116,7 @@ def intra_pair_matrix(W0: np.ndarray, W1: np.ndarray, *, sparsify: bool = False,
     return (W0 @ S @ W1) / (norm + np.sqrt(np.linalg.norm(S)))
 
 
-def _root_matrices(X: np.ndarray, eval_scale: float = 1.0) -> LayerMatrices:
+def root_matrices(X: np.ndarray, eval_scale: float = 1.0) -> LayerMatrices:
     """Matrices whose ESD is the singular values of ``X``: ``Y = U diag(sqrt(sigma)) V^T``, tall."""
     U, sv, Vt = np.linalg.svd(X, full_matrices=False)
     sv = np.where(sv > (sv[0] if sv.size else 0.0) * max(X.shape) * _EPS, sv, 0.0)  # exact zeros
@@ -129,64 +125,6 @@ def _root_matrices(X: np.ndarray, eval_scale: float = 1.0) -> LayerMatrices:
         Y = Y.T
     return LayerMatrices(stack=np.ascontiguousarray(Y[None]), N=Y.shape[0], M=Y.shape[1], rf=1,
                          eval_scale=eval_scale)
-
-
-def _intra_geometry(prev, cur, X: np.ndarray) -> dict:
-    N, M = max(X.shape), min(X.shape)
-    return {"layer_id": cur.layer_id, "name": f"{prev.layer_id} X {cur.layer_id}",
-            "longname": f"{prev.longname or prev.name} X {cur.longname or cur.name}",
-            "layer_type": cur.layer_type, "N": N, "M": M, "Q": N / M, "rf": 1, "num_evals": M,
-            "dtype": cur.dtype, "Xflag": True}
-
-
-def _skip(ref, rule: str, reason: str) -> dict:
-    return {"layer_id": ref.layer_id, "name": ref.name, "layer_type": ref.layer_type,
-            "shape": tuple(ref.shape), "rule": rule, "reason": reason}
-
-
-def intra_walk(chosen: list, options, skipped: list):
-    """Yield ``(ref, results)`` per layer: the rows of the pair (previous layer, ``ref``).
-
-    ``chosen``: the ``(LayerRef, geometry)`` pairs that would be analysed layer by layer; a pair
-    that cannot be formed is appended to ``skipped`` with the reason.
-    """
-    prev, W_prev = None, None
-    for ref, _geometry in chosen:
-        try:
-            W = _first_matrix(ref.load())
-        except _FAILURES as exc:
-            skipped.append(_skip(ref, "intra", f"could not be read: {type(exc).__name__}: {exc}"))
-            prev, W_prev = None, None
-            yield ref, []
-            continue
-        results = []
-        if prev is not None:
-            pair = align_pair(W_prev, W)
-            if pair is None:
-                skipped.append(_skip(ref, "intra", f"no size in common with layer {prev.layer_id}: "
-                                                   f"{W_prev.shape} and {W.shape}"))
-            else:
-                results = _intra_pair(prev, ref, pair, options)
-        prev, W_prev = ref, W
-        yield ref, results
-
-
-def _intra_pair(prev, cur, pair, options) -> list[LayerResult]:
-    W0, W1 = pair
-    X = None
-    try:
-        rng = layer_rng(options.rng, cur.layer_id)
-        X = intra_pair_matrix(W0, W1, sparsify=options.sparsify, rng=rng)
-        base = _intra_geometry(prev, cur, X)
-        if not np.isfinite(X).all():
-            raise NonFiniteWeightsError("the product of the two layers has NaN or Inf values")
-        # conv2d_norm scales a conv2d's matrices by 1/sqrt(2); WeightWatcher applies it to X
-        scale = np.sqrt(0.5) if cur.layer_type == "conv2d" and options.conv2d_norm else 1.0
-        return _spectrum_rows(base, _root_matrices(X, scale), options)
-    except _FAILURES as exc:
-        shape = X.shape if X is not None else (W0.shape[0], W1.shape[1])
-        base = _intra_geometry(prev, cur, np.empty(shape))
-        return [failed_result(base, f"{type(exc).__name__}: {exc}")]
 
 
 # ------------------------------------------------------------------------------------ stacked
@@ -205,7 +143,7 @@ def standardize(B: np.ndarray) -> np.ndarray:
     return centred / scale if scale > 0 else np.zeros_like(centred)
 
 
-def _stack_block(tensor: np.ndarray, layer_type: str) -> np.ndarray:
+def stack_block(tensor: np.ndarray, layer_type: str) -> np.ndarray:
     """One layer's block: a 2-D weight as stored, a conv kernel's tall slices side by side."""
     if np.ndim(tensor) == 2:
         if not np.isfinite(tensor).all():
@@ -221,51 +159,3 @@ def stack_layers(blocks: list) -> np.ndarray:
     padded = [np.pad(standardize(B), ((0, 0), (0, width - B.shape[1]))) for B in blocks]
     W = np.vstack(padded)
     return W.T if W.shape[0] < W.shape[1] else W
-
-
-def stacked_walk(chosen: list, options, skipped: list):
-    """Yield ``(ref, [])`` per layer read, then the stacked matrix's row with the last layer."""
-    blocks, dtypes = [], set()
-    for i, (ref, _geometry) in enumerate(chosen):
-        try:
-            blocks.append(_stack_block(ref.load(), ref.layer_type))
-            dtypes.add(ref.dtype)
-        except _FAILURES as exc:
-            skipped.append(_skip(ref, "stacked", f"could not be stacked: {type(exc).__name__}: {exc}"))
-        if i < len(chosen) - 1:
-            yield ref, []
-    if not blocks:
-        yield chosen[-1][0], []
-        return
-    W = stack_layers(blocks)
-    del blocks
-    N, M = W.shape
-    base = {"layer_id": 0, "name": "Stacked Layer", "longname": "Stacked Layer", "layer_type": "stacked",
-            "N": N, "M": M, "Q": N / M, "rf": 1, "num_evals": M,
-            "dtype": dtypes.pop() if len(dtypes) == 1 else "mixed",
-            "stacked_layers": len(chosen) - sum(1 for s in skipped if s.get("rule") == "stacked")}
-    mats = LayerMatrices(stack=W[None], N=N, M=M, rf=1, eval_scale=1.0)
-    try:
-        results = _spectrum_rows(base, mats, options)
-    except _FAILURES as exc:
-        results = [failed_result(base, f"{type(exc).__name__}: {exc}")]
-    yield chosen[-1][0], results
-
-
-def variant_walk(chosen: list, options, skipped: list):
-    """``(ref, results)`` of the ``intra`` or ``stacked`` walk, like the executors' ``run_layers``.
-
-    Raises :class:`~spectralwatch.errors.NoLayersError` at the end when the walk gave no row.
-    """
-    walk = stacked_walk if options.stacked else intra_walk
-    produced = False
-    for ref, results in walk(chosen, options, skipped):
-        produced = produced or bool(results)
-        yield ref, results
-    if not produced:
-        what = "the stacked matrix" if options.stacked else "a pair of consecutive layers with a size in common"
-        reasons = "; ".join(f"layer {r['layer_id']} ({r['name']}): {r['reason']}" for r in skipped
-                            if r.get("rule") in ("intra", "stacked"))
-        need = "" if options.stacked or len(chosen) > 1 else " intra=True needs at least two analysable layers."
-        raise NoLayersError(f"No row could be made from {what} ({len(chosen)} layer(s) selected).{need}"
-                            + (f" {reasons[:1000]}" if reasons else ""))
