@@ -202,10 +202,55 @@ def part_dask(tmp: Path, repeat: int) -> None:
     path.unlink()
 
 
+def part_gil(repeat: int) -> None:
+    """Does the eigensolver release the GIL? A Python loop in the main thread is timed alone, beside a
+    thread that calls numpy.linalg.eigvalsh (and, for comparison, beside one that sorts a Python list,
+    which holds the GIL): its speed beside eigvalsh stays near the first, far from the last."""
+    import threading
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    print("\n== GIL: main-thread Python loop speed beside a busy thread (1 BLAS thread) ==")
+    threadpool_limits(1)
+    x = np.random.default_rng(0).standard_normal((800, 800))
+    gram, values = x.T @ x, list(np.random.default_rng(1).standard_normal(2_000_000))
+
+    def busy(kind, stop):
+        while not stop.is_set():
+            if kind == "eigvalsh":
+                np.linalg.eigvalsh(gram)
+            elif kind == "sorted(list)":
+                sorted(values)
+            else:
+                time.sleep(0.01)
+
+    def loops(seconds=1.0):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            n += 1
+        return n / seconds
+
+    rates = {}
+    for kind in ("idle", "eigvalsh", "sorted(list)"):
+        runs = []
+        for _ in range(repeat):
+            stop = threading.Event()
+            thread = threading.Thread(target=busy, args=(kind, stop))
+            thread.start()
+            time.sleep(0.05)
+            runs.append(loops())
+            stop.set()
+            thread.join()
+        rates[kind] = sorted(runs)[len(runs) // 2]
+    for kind, rate in rates.items():
+        print(f"beside {kind:<14} {rate:12.0f} loops/s  ({rate / rates['idle']:.2f} of idle)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", default=["floor", "size", "workers", "dask"],
-                        choices=["floor", "size", "workers", "dask"])
+                        choices=["floor", "size", "workers", "dask", "gil"])
     parser.add_argument("--sizes", nargs="+", default=["gpt2-small", "llama-250m", "llama-1b"],
                         choices=list(SHAPES))
     parser.add_argument("--repeat", type=int, default=1)
@@ -223,6 +268,8 @@ def main() -> None:
             part_workers(tmp, args.repeat)
         if "dask" in args.parts:
             part_dask(tmp, args.repeat)
+        if "gil" in args.parts:
+            part_gil(args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -316,7 +316,7 @@ def test_a_model_mixing_good_and_broken_layers_keeps_every_good_row(where):
 
 
 def test_cli_run_over_broken_layers_exits_0_and_counts_the_failures(tmp_path, capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     path = tmp_path / "broken.npz"
     with np.errstate(over="ignore"):

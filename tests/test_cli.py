@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 
 
 @pytest.fixture
@@ -159,21 +159,6 @@ def test_plots_and_html(npz, tmp_path, capsys):
     assert f"into {figs}" in err and f"report {page}" in err
     assert {p.name for p in figs.iterdir()} >= {f"ww.layer{i}.esd{k}.png" for i in (1, 2) for k in ("", "2", "5")}
     assert "<table id='layers'>" in page.read_text(encoding="utf-8")
-
-
-def test_every_analysis_option_is_on_the_command_line(capsys):
-    import inspect
-
-    from spectralwatch.cli.main import _NOT_CLI, analysis_option_names
-    from spectralwatch.options.options import make_options
-
-    names = analysis_option_names()
-    keywords = [p.name for p in inspect.signature(make_options).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    assert set(keywords) - set(names) == _NOT_CLI & set(keywords)
-    assert main(["analyze", "--help"]) == 0
-    help_text = capsys.readouterr().out
-    for name in names:
-        assert "--" + name.replace("_", "-") in help_text, name
 
 
 def test_analysis_options_reach_analyze(npz, capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.tools.compare import COMPARE_METRICS, Comparison, compare, fit_metric
 from spectralwatch.errors import InvalidParameterError
 

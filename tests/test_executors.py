@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import spectralwatch
-from spectralwatch.pipeline.executors import auto_workers, resolve_executor, run_layers
+from spectralwatch.pipeline.executors import resolve_executor, run_layers
 from spectralwatch.pipeline.layer import layer_geometry
-from spectralwatch.options.options import make_options
+from spectralwatch.options import make_options
 from spectralwatch.io.sources.base import LayerRef
 
 
@@ -36,23 +36,17 @@ def test_processes_threads_and_serial_tables_are_bit_identical(npz_model):
     pd.testing.assert_frame_equal(serial, default, check_exact=True)
 
 
-def test_default_executor_uses_threads_when_the_eigensolver_releases_the_gil(monkeypatch):
-    import spectralwatch.core.eigensolver as lapack
+def test_default_executor_uses_threads_when_the_linear_algebra_pays():
     from spectralwatch.pipeline.executors import _auto_kind
 
     tasks = [(None, {"N": 1536, "M": 384, "rf": 1})] * 10
     tiny = [(None, {"N": 64, "M": 64, "rf": 1})] * 60
-    monkeypatch.setattr(lapack, "nogil_available", lambda: True)
     assert _auto_kind(tasks, None) == ("threads", min(len(os.sched_getaffinity(0)), 10)) or \
         len(os.sched_getaffinity(0)) == 1
     assert _auto_kind(tasks[:1], None) == ("serial", 1)
     assert _auto_kind(tasks, 3) == ("threads", 3)
     assert _auto_kind(tiny, None) == ("serial", 1)  # threads would only add their overhead
     assert _auto_kind(tiny, 2) == ("threads", 2)
-    monkeypatch.setattr(lapack, "nogil_available", lambda: False)
-    assert _auto_kind(tiny, None) == ("serial", 1)  # small: a process pool would not pay
-    assert _auto_kind(tasks, 2) == ("processes", 2)
-
 
 def test_thread_executor_starts_the_largest_layer_first_and_yields_in_model_order(monkeypatch):
     import threading
@@ -97,13 +91,6 @@ def test_in_memory_model_runs_in_processes_too():
     a = spectralwatch.analyze(model, workers=1).details
     b = spectralwatch.analyze(model, executor="processes", workers=2).details
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-
-
-def test_auto_workers_only_when_it_pays():
-    small = [(None, {"N": 64, "M": 32, "rf": 1})] * 10
-    big = [(None, {"N": 4096, "M": 1024, "rf": 1})] * 10
-    assert auto_workers(small) == 1
-    assert auto_workers(big) == min(len(os.sched_getaffinity(0)), 10)
 
 
 def test_bad_executor_arguments():
@@ -196,7 +183,7 @@ def test_dask_survives_a_killed_worker(tmp_path, dask_client):
 
 @pytest.mark.dask
 def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     assert main(["analyze", str(npz_model), "--workers", "2", "--format", "csv"]) == 0
     procs = capsys.readouterr().out
@@ -205,7 +192,7 @@ def test_cli_scheduler_and_workers(npz_model, dask_client, capsys):
 
 
 def test_cli_executor_choice_gives_the_same_table(npz_model, capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     outputs = []
     for extra in (["--workers", "1"], ["--executor", "threads", "--workers", "2"],

@@ -350,7 +350,7 @@ def test_parameter_tree_attention_lstm_and_conv_layouts():
 
 
 def test_cli_sources_lists_the_formats(capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     assert main(["sources"]) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 
 import spectralwatch
 from spectralwatch.pipeline.layer import analyze_layer, layer_geometry
-from spectralwatch.options.options import make_options
+from spectralwatch.options import make_options
 from spectralwatch.io.sources.base import LayerRef
 
 
@@ -67,7 +67,7 @@ def test_report_counts_failures_by_reason_in_text_json_and_html():
 
 
 def test_cli_prints_why_layers_failed(tmp_path, capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     path = tmp_path / "m.npz"
     np.savez(path, **_mixed_model())

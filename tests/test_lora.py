@@ -184,7 +184,7 @@ def test_delta_across_formats_and_prefixes(tmp_path):
 
 
 def test_cli_describe_lists_the_adapter_products(lora, capsys):
-    from spectralwatch.cli.main import main
+    from spectralwatch.cli import main
 
     folder = str(lora["root"] / "adapter")
     assert main(["describe", folder, "--peft", "true", "--min-evals", "1", "--format", "csv"]) == 0

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.errors import CorruptFileError, InvalidParameterError, UnsafeFileError
 from spectralwatch.io.sources import open_source
 

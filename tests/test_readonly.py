@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.errors import NotYetSupportedError
 from spectralwatch.io.sources import available_sources
 

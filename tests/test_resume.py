@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from spectralwatch import analyze
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.errors import InvalidParameterError
 from spectralwatch.io.journal import JournalWriter, decode_row, encode_row, journal_path, read_journal
 

@@ -672,7 +672,7 @@ def test_analyze_bad_statistics_options(small_model, kwargs, name):
 # FARMS
 # --------------------------------------------------------------------------------------
 def test_farms_windows_and_planted_blocks():
-    from spectralwatch.pipeline.stats_columns import farms_spectrum
+    from spectralwatch.core.farms import farms_spectrum
 
     rng = np.random.default_rng(40)
     blocks = [rng.standard_normal((50, 50)) * s for s in (1.0, 2.0, 3.0)]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from spectralwatch import analyze
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.io.journal import JournalWriter, journal_path, read_journal, write_atomic
 
 journal_mod = importlib.import_module("spectralwatch.io.journal")

@@ -12,31 +12,39 @@ and no plotting library.
 100
 """
 
-from .pipeline.analyze import analyze, describe
-from .compat import WeightWatcher
-from .tools.distances import ModelDistances, distances
-from .tools.editing import EditResult, svd_sharpness, svd_smoothing
 from ._version import __version__
+from .compat import WeightWatcher
+from .core.fit.powerlaw import PowerLawFit, fit_power_law
 from .errors import (
     CorruptFileError,
     InvalidParameterError,
+    LayerNotFoundError,
     MissingDependencyError,
+    ModelMismatchError,
+    ModelFileNotFoundError,
     NoLayersError,
+    NotComputedError,
     NotYetSupportedError,
     SpectralWatchError,
     UnknownFormatError,
     UnsafeFileError,
 )
-from .core.fit.powerlaw import PowerLawFit, fit_power_law
+from .pipeline.analyze import LayerOutcome, analyze, describe, iter_analyze
 from .results.report import Report
-
+from .tools.compare import Comparison, compare
+from .tools.distances import ModelDistances, distances
+from .tools.editing import EditResult, svd_sharpness, svd_smoothing
 
 __all__ = [
     "analyze",
+    "iter_analyze",
     "describe",
+    "compare",
     "fit_power_law",
     "PowerLawFit",
     "Report",
+    "LayerOutcome",
+    "Comparison",
     "WeightWatcher",
     "distances",
     "ModelDistances",
@@ -48,8 +56,12 @@ __all__ = [
     "MissingDependencyError",
     "UnknownFormatError",
     "CorruptFileError",
+    "ModelFileNotFoundError",
     "UnsafeFileError",
     "NoLayersError",
     "NotYetSupportedError",
+    "LayerNotFoundError",
+    "NotComputedError",
+    "ModelMismatchError",
     "__version__",
 ]

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 
+from .errors import InvalidParameterError, NoLayersError, NotYetSupportedError
+from .options import WW_KEYWORDS, Options, validate
 from .pipeline.analyze import describe as _describe
 from .pipeline.analyze import esd as _esd
 from .pipeline.analyze import run as _run
-from .errors import NoLayersError, NotYetSupportedError
-from .options.options import make_options
 from .results.report import summarize
 
-__all__ = ["WeightWatcher"]
+__all__ = ["WeightWatcher", "translate_ww_keywords"]
 
 
 class WeightWatcher:
@@ -45,7 +45,7 @@ class WeightWatcher:
     def _model(self, model):
         model = self.model if model is None else model
         if model is None:
-            raise ValueError("No model given: pass model=... to WeightWatcher(...) or to this method.")
+            raise InvalidParameterError("No model given: pass model=... to WeightWatcher(...) or to this method.")
         self.model = model
         return model
 
@@ -58,12 +58,12 @@ class WeightWatcher:
         model = self._model(model)
         if self.base_model is not None:
             options.setdefault("base_model", self.base_model)
-        run_kw = {k: options.pop(k) for k in ("progress", "workers", "executor") if k in options}
         # the drop-in reproduces the reference's numbers: its Marchenko-Pastur fitting procedure
         options.setdefault("mp_fit_method", "ww")
-        opts = make_options("analyze", layers=layers, **options)
+        values = validate("analyze", dict(translate_ww_keywords(options, "analyze"), layers=layers))
+        run_kw = {k: values[k] for k in ("progress", "workers", "executor", "on_result", "done")}
         try:
-            self.report = _run(model, opts, **run_kw)
+            self.report = _run(model, Options.from_values(values), **run_kw)
         except NoLayersError as exc:
             import pandas as pd
 
@@ -78,6 +78,8 @@ class WeightWatcher:
         """The layers that would be analysed (no eigenvalues computed)."""
         if self.base_model is not None:
             options.setdefault("base_model", self.base_model)
+        options = translate_ww_keywords(options, "describe")
+        options.pop("savefig", None)  # where figures would go: nothing to describe
         return _describe(self._model(model), layers=layers, **options)
 
     def get_details(self):
@@ -95,7 +97,7 @@ class WeightWatcher:
         below 100 eigenvalues, like the reference), seeded by ``rng`` (or ``params['rng']``).
         """
         if layer is None:
-            raise ValueError("get_ESD needs layer= (a layer id or name).")
+            raise InvalidParameterError("get_ESD needs layer= (a layer id or name).")
         params = dict(params or {})
         keep = {k: params[k] for k in ("pool", "conv2d_norm", "start_ids") if k in params}
         if random:
@@ -149,3 +151,35 @@ def _check_svd_method(value) -> None:
 
         raise InvalidParameterError(f"The 'svd_method' parameter of SVDSmoothing must be 'fast' or 'accurate'. "
                                     f"Got {value!r}.")
+
+
+def translate_ww_keywords(options: dict, func: str) -> dict:
+    """WeightWatcher 0.7.7's keywords as spectralwatch options (see ``spectralwatch.options.WW_KEYWORDS``).
+
+    ``ERG`` is ``detX``; ``ww2x=True`` is ``pool=False``. Keywords whose capability is not in this
+    version raise :class:`~spectralwatch.errors.NotYetSupportedError` unless given their "off"
+    value; ``min_size`` / ``max_size`` name their replacements.
+    """
+    out, aliases = {}, {}
+    for key, value in options.items():
+        ww = WW_KEYWORDS.get(key)
+        if ww is None:
+            out[key] = value
+            continue
+        if ww.status == "alias":
+            if not (value is None or isinstance(value, bool)):
+                raise InvalidParameterError(f"The '{key}' parameter of {func} must be True or False. Got {value!r}.")
+            if value:
+                aliases[key] = ww
+            continue
+        if any(value is off or (isinstance(off, str) and value == off) for off in ww.off):
+            continue
+        if ww.status == "replaced":
+            raise InvalidParameterError(f"The '{key}' parameter of {func} is not used: {ww.advice}.")
+        if ww.status == "refused":
+            raise InvalidParameterError(f"The '{key}' parameter of {func} must be {ww.advice}. Got {value!r}.")
+        raise NotYetSupportedError(f"The '{key}' option of {func} ({ww.what}) is not available in this version of "
+                                   f"spectralwatch; call {func} without it (or with {key}={ww.off[0]!r}).")
+    for ww in aliases.values():  # ERG=True turns detX on; ww2x=True turns pool off
+        out[ww.maps_to] = ww.value(True)
+    return out

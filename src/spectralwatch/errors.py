@@ -17,6 +17,9 @@ __all__ = [
     "UnsafeFileError",
     "NoLayersError",
     "NotYetSupportedError",
+    "LayerNotFoundError",
+    "NotComputedError",
+    "ModelMismatchError",
 ]
 
 
@@ -48,11 +51,11 @@ class ModelFileNotFoundError(SpectralWatchError, FileNotFoundError):
     """A model path that does not exist: ``No such file or directory: '...'``."""
 
 
-class UnsafeFileError(SpectralWatchError):
+class UnsafeFileError(SpectralWatchError, ValueError):
     """A file would need arbitrary (pickled) code to be executed to be read."""
 
 
-class NoLayersError(SpectralWatchError):
+class NoLayersError(SpectralWatchError, ValueError):
     """The model holds no layer that can be analysed with the given options."""
 
 
@@ -61,3 +64,22 @@ class NotYetSupportedError(SpectralWatchError, NotImplementedError):
 
     Raised instead of silently ignoring the option.
     """
+
+
+class LayerNotFoundError(SpectralWatchError, KeyError):
+    """No layer with this id or name in the model or the report (the message says where to look)."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class NotComputedError(SpectralWatchError, KeyError):
+    """A result that the analysis was not asked for, or could not compute (the message names the
+    option that computes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelMismatchError(SpectralWatchError, ValueError):
+    """Two models that must have the same architecture do not (layer counts or shapes differ)."""

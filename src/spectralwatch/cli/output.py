@@ -13,7 +13,7 @@ from pathlib import Path
 from ..deps import is_available
 from ..render.text import render_markdown, render_table, summary_panel
 from ..core.columns import TERMINAL_COLUMNS
-from ..errors import MissingDependencyError
+from ..errors import InvalidParameterError, MissingDependencyError
 
 __all__ = ["model_names", "emit_reports", "write_reports", "check_format", "emit_frame", "emit_comparison",
            "write_comparison"]
@@ -85,15 +85,15 @@ def emit_reports(reports, names, fmt: str, out, *, color=False) -> None:
     elif fmt == "parquet":
         _write_binary(out, _parquet_bytes(frame))
     else:  # pragma: no cover - argparse restricts the choices
-        raise ValueError(f"unknown format {fmt!r}")
+        raise InvalidParameterError(f"unknown output format {fmt!r}")
 
 
 def _write_binary(out, data: bytes) -> None:
     if getattr(out, "isatty", lambda: False)():
-        raise ValueError("Refusing to write binary parquet to a terminal: use --out FILE.parquet or redirect stdout.")
+        raise InvalidParameterError("Refusing to write binary parquet to a terminal: use --out FILE.parquet or redirect stdout.")
     stream = getattr(out, "buffer", None)
     if stream is None:
-        raise ValueError("This output stream cannot take binary data: use --out FILE.parquet.")
+        raise InvalidParameterError("This output stream cannot take binary data: use --out FILE.parquet.")
     out.flush()
     stream.write(data)
     stream.flush()

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options.vocabulary import GROUPED_CONV
+
 __all__ = ["LayerMatrices", "layer_matrices", "matrix_geometry", "low_rank_core", "NonFiniteWeightsError",
            "SpectrumRangeError", "check_spectrum_range", "GROUPED_CONV"]
 
 #: treatments of grouped / depthwise convolutions (see the module docstring)
-GROUPED_CONV = ("reference", "block")
 _CONV_TYPES = ("conv1d", "conv2d", "conv3d", "conv_transpose")
 
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options.vocabulary import MP_FIT_METHODS
+
 __all__ = [
     "MP_FIT_METHODS", "MPFit", "DetX",
     "marchenko_pastur_edges", "marchenko_pastur_pdf", "marchenko_pastur_cdf", "marchenko_pastur_ppf",
@@ -58,7 +60,6 @@ __all__ = [
     "shuffled_replicas", "randomized_esd", "rmt_columns",
 ]
 
-MP_FIT_METHODS = ("quantile", "ww")
 _MAX_SPIKE_ITER = 100  # the spike count only grows during the quantile fit; this bounds the loop
 _BISECT_STEPS = 60  # bisection steps of the MP quantile function (2^-60 of [0, pi] in theta)
 # WeightWatcher 0.7.7's density-fit constants (the 'ww' method)

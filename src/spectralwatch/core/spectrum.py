@@ -76,6 +76,12 @@ def one_blas_thread():
     a worker process, a Dask worker); parallelism comes from running layers side by side.
     """
     if not _CONTROLLER:
+        # scipy's LAPACK (the SVD route) is a BLAS library of its own: loaded first, it is among the
+        # libraries the controller lists and limits. Created before it, the controller would leave
+        # scipy's BLAS on every core for the rest of the process, and the bits of an SVD-checked
+        # spectrum would depend on whether scipy was imported before or after the first layer.
+        import scipy.linalg  # noqa: F401
+
         try:
             from threadpoolctl import ThreadpoolController
 

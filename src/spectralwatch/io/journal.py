@@ -27,7 +27,6 @@ write (a full disk) never leaves a half-written file that looks complete.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -45,11 +44,6 @@ JOURNAL_SUFFIX = ".partial.jsonl"
 _KIND = "spectralwatch-layers"
 _FORMAT = 1
 _SAMPLE = 1 << 16  # bytes hashed at each end of a model file
-# Options fields that cannot change a row: where figures go, the content-keyed eigenvalue cache,
-# whether pickled files may be read
-_NO_EFFECT = frozenset({"plot", "savefig", "deltas", "cache_dir", "trust_pickle"})
-
-
 class JournalError(SpectralWatchError):
     """A journal file that cannot be read (not a journal, or damaged before its last line)."""
 
@@ -99,34 +93,18 @@ def model_fingerprint(path, exclude=()) -> dict:
     return {"path": str(root), "files": len(files), "bytes": total, "digest": digest.hexdigest()}
 
 
-def _canonical(value) -> str:
-    """A text of an option value that is the same in every process (sets sorted, paths resolved)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        inner = ", ".join(f"{f.name}={_canonical(getattr(value, f.name))}" for f in dataclasses.fields(value))
-        return f"{type(value).__name__}({inner})"
-    if isinstance(value, (set, frozenset)):
-        return "{" + ", ".join(sorted(_canonical(v) for v in value)) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_canonical(v) for v in value) + "]"
-    return repr(value)
-
-
 def options_fingerprint(options) -> dict:
-    """``{field: canonical text}`` of the Options fields that can change a row.
+    """``{option: canonical text}`` of the options that can change a row (see
+    :meth:`spectralwatch.options.Options.fingerprint`).
 
     A ``base_model`` path is replaced by its :func:`model_fingerprint`, so editing the base model
     also counts as a change.
     """
-    out = {}
-    for f in dataclasses.fields(options):
-        if f.name in _NO_EFFECT:
-            continue
-        value = getattr(options, f.name)
-        if f.name == "base_model" and isinstance(value, (str, os.PathLike)):
-            fp = model_fingerprint(value)
-            out[f.name] = f"{fp['path']} ({fp['bytes']} bytes, {fp['digest'][:16]})"
-        else:
-            out[f.name] = _canonical(value)
+    out = options.fingerprint()
+    value = options.read.base_model
+    if isinstance(value, (str, os.PathLike)):
+        fp = model_fingerprint(value)
+        out["base_model"] = f"{fp['path']} ({fp['bytes']} bytes, {fp['digest'][:16]})"
     return out
 
 

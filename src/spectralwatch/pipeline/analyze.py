@@ -1,30 +1,51 @@
 """Orchestration: open the source, select layers, run each through the pipeline, build the Report.
 
-No maths here: see :mod:`spectralwatch.layer` for one layer's pipeline. Layers are loaded one at
-a time and released as soon as their eigenvalues exist, so the driver never holds the model's
-weights (for lazy sources: safetensors files and folders, ``.npz``).
+No maths here: see :mod:`spectralwatch.pipeline.layer` for one layer's pipeline. Layers are loaded
+one at a time and released as soon as their eigenvalues exist, so the driver never holds the
+model's weights (for lazy sources: safetensors files and folders, ``.npz``).
+
+The public functions validate their keywords once, against the option table
+(:mod:`spectralwatch.options.schema`): their defaults are read from it and the options part of
+their docstrings is written from it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+
+from ..core.matrices import layer_matrices
+from ..core.rmt import shuffled_replicas
+from ..core.rng import layer_rng
+from ..core.spectrum import layer_spectrum, one_blas_thread
+from ..errors import InvalidParameterError, LayerNotFoundError, NoLayersError
+from ..io.sources import open_model
+from ..options import DEFAULTS, Options, defaults_of, document_options, keyword_values, suggest_keywords, validate
+from ..render.plots.layer import save_figures
 from ..render.progress import Progress
-from ..errors import InvalidParameterError, NoLayersError
+from ..results.report import Report
+from .cross_layer import variant_walk
 from .executors import run_layers
 from .layer import layer_geometry, skip_reason
-from ..options.options import Options, make_options
-from ..results.report import Report
-from ..io.sources import open_model
+from .spectra import resolve_device
 
-__all__ = ["analyze", "describe"]
+__all__ = ["analyze", "iter_analyze", "describe", "run", "select_layers", "LayerOutcome", "esd"]
+
+D = DEFAULTS
+DD = defaults_of("describe")
+DE = defaults_of("get_ESD")
 
 
 def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
-    source = open_model(model, start_id=options.start_ids, base_model=options.base_model, peft=options.peft,
-                        split_fused=options.split_fused, trust_pickle=options.trust_pickle)
+    read = options.read
+    source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
+                        split_fused=read.split_fused, trust_pickle=read.trust_pickle)
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
@@ -47,132 +68,42 @@ def _no_layers_message(source, skipped) -> str:
             f"skipped: {listed}). Check the 'layers', 'min_evals', 'max_evals' and 'max_N' options.")
 
 
-def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True,
-            conv2d_norm=True, start_ids=None, fit="PL", xmax=None, fix_fingers=None, xmin_max=None,
-            max_fingers=10, finger_thresh=1.0, tolerance=1e-6, svd_method="auto", rng=None, progress=False,
-            workers=None, executor=None, on_result=None, done=None, **reference_options) -> Report:
-    """Analyse the weight matrices of a model and return a :class:`~spectralwatch.report.Report`.
+@suggest_keywords
+@document_options("analyze")
+def analyze(model, *,
+        layers: Any = D.layers, min_evals: int | None = D.min_evals, max_evals: int | None = D.max_evals,
+        max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
+        start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
+        peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
+        svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
+        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
+        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
+        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
+        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
+        mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
+        vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
+        gof_samples: int = D.gof_samples, compare_tails: bool = D.compare_tails, farms: bool = D.farms,
+        farms_q: float = D.farms_q, fit_quality: bool = D.fit_quality, exclude_flagged: bool = D.exclude_flagged,
+        inverse: bool = D.inverse, intra: bool = D.intra, sparsify: bool = D.sparsify, stacked: bool = D.stacked,
+        plot: bool = D.plot, savefig: str | os.PathLike | bool | None = D.savefig, deltas: bool = D.deltas,
+        progress: bool = D.progress, workers: int | None = D.workers, executor: Any = D.executor,
+        on_result: Callable | None = D.on_result, done: Mapping | None = D.done) -> Report:
+    """Analyse the weight matrices of a model and return a :class:`~spectralwatch.results.report.Report`.
 
     Parameters
     ----------
     model : object or path
         A ``torch.nn.Module``, a state dict (mapping of names to tensors or arrays), a numpy
-        array, or a path (str / Path) to a ``.safetensors``, ``.pt``/``.pth``/``.bin``, ``.npz``
-        file or a folder of (sharded) safetensors.
-    layers : int, str or list, optional
-        Layer ids to keep (negative ids: to drop), layer types (``'dense'``, ``'conv2d'``...), or
-        names (``'-name'`` to drop). Several kinds combine with AND.
-    min_evals, max_evals : int
-        Skip layers with fewer / more eigenvalues (``M * rf`` pooled, ``M`` unpooled).
-    max_N : int
-        Skip layers whose long side exceeds it (the vocabulary embedding of an LLM).
-    pool : bool
-        Pool the eigenvalues of all kernel positions of a conv layer into one ESD (default), or
-        give one row per kernel position (``slice_id`` column).
-    conv2d_norm : bool
-        Scale conv2d eigenvalues by 1/2 (pooled) or rf/2 (unpooled), like WeightWatcher.
-    start_ids : int, optional
-        First layer id (default: 0 for torch modules, 1 for state dicts and files).
-    fit : {'PL', 'TPL', 'E_TPL'}
-        Power-law fit of the ESD tail; ``'TPL'``: truncated power law (adds ``Lambda``) on the
-        tail the power-law scan chose; ``'E_TPL'``: the same with ``fix_fingers='xmin_peak'``.
-    xmax : None, 'force' or int
-        An int k drops the k largest eigenvalues before fitting.
-    fix_fingers : {None, 'xmin_peak', 'clip_xmax'}
-        Guard against spurious large alphas from finite-size outliers; see
-        :func:`spectralwatch.fit.fit_power_law`.
-    xmin_max, max_fingers, finger_thresh :
-        Parameters of ``fix_fingers``.
-    tolerance : float
-        ``weak_rank_loss`` counts eigenvalues below it.
-    svd_method : {'auto', 'gram', 'svd'}
-        Eigenvalue route, see :func:`spectralwatch.spectrum.layer_spectrum`. WeightWatcher's
-        ``'fast'`` / ``'accurate'`` mean ``'auto'``.
-    rng : None, int or numpy.random.Generator
-        Seed of every random step (randomized ESDs, bootstraps). Each layer derives its own
-        generator from it and its id, so results do not depend on execution order.
-    mp_fit : bool
-        Marchenko-Pastur fit of the bulk: columns ``sigma_mp``, ``num_spikes``, ``mp_softrank``,
-        ``W_scale``, ``bulk_max``, ``bulk_min`` and the training ``phase`` (docs/rmt.md).
-    mp_fit_method : {'quantile', 'ww'}
-        How sigma is fitted: quantile least squares (default) or WeightWatcher 0.7.7's density fit.
-    randomize : bool
-        Compare with the spectrum of the element-wise shuffled matrices (``max_rand_eval``,
-        ``rand_distance``, ``num_traps``, ``rand_*`` ...); traps in ``Report.get_traps(layer)``.
-    detX, ERG : bool
-        The detX / ERG condition: ``detX_num``, ``detX_val``, ``num_ERG_spikes``, ``ERG_gap``.
-    progress : bool
-        Draw a progress line on stderr (layer count, current layer, elapsed time and ETA).
-    workers : int, optional
-        Layers analysed side by side. ``None`` (default): one per core, in threads of this process
-        (the eigensolver runs without the GIL), largest layers first; ``1``: one after the other.
-        Results are bit-identical whatever the number and kind of workers.
-    executor : None, 'serial', 'threads', 'processes', distributed.Client or 'dask://host:port'
-        Where layers run (see :mod:`spectralwatch.executors`). ``None`` picks threads (or, on a
-        numpy whose LAPACK cannot be called without the GIL, a process pool when the linear algebra
-        pays for it). ``'processes'``: a local process pool, which survives a worker killed by the
-        out-of-memory killer. With Dask, each worker reads its own tensors from file-backed models
-        (paths must be visible to the workers).
-    device : {'cpu', 'cuda', 'cuda:N', 'mps'}
-        Where eigenvalues are computed (see :mod:`spectralwatch.pipeline.spectra`); an unavailable device
-        falls back to the CPU with a ``RuntimeWarning``.
-    cache_dir : str or path, optional
-        Folder of an on-disk eigenvalue cache keyed by tensor content: a re-run with other fit
-        options or plots skips the linear algebra.
-    plot : bool
-        Write the figures of every layer (and of the model) as PNG files into ``savefig``, under
-        WeightWatcher's file names (see :func:`spectralwatch.plots.save_figures`); never shown.
-    savefig : str, path or True
-        Folder of the figures (default ``'ww-img'``, also what ``True`` means).
-    deltas : bool
-        With ``plot=True``, also the eigenvalue-spacing figures (``deltaEs``, ``level-stats``).
-    bootstrap : int
-        Fit statistics (docs/statistics.md; all off by default). ``N`` bootstrap replicates of the
-        tail: a percentile confidence interval of alpha (``alpha_ci_low``, ``alpha_ci_high``, at
-        ``ci_level``, default 0.9) and ``xmin_stability``. ``sigma`` is alpha's asymptotic standard
-        error (Clauset, Shalizi & Newman, SIAM Review 2009, eq. 3.2).
-    gof_samples : int
-        ``N`` synthetic samples of the semi-parametric goodness-of-fit p-value ``gof_p``
-        (Clauset et al. 2009, section 4.1).
-    compare_tails : bool
-        Likelihood-ratio tests of the power law against the lognormal, exponential, stretched
-        exponential and truncated power law (Vuong's statistic; nested test for the truncated power
-        law; Clauset et al. 2009, section 5): ``lr_<law>``, ``lr_<law>_z``, ``lr_<law>_p``, ``best_tail``.
-    xmin_method : {'ks', 'peak', 'hill', 'fixed'}
-        ``'ks'``: the Kolmogorov-Smirnov scan (Clauset et al. 2009; the reference, default).
-        ``'peak'``: WeightWatcher's ``xmin_peak`` window (= ``fix_fingers='xmin_peak'``). ``'hill'``:
-        ``xmin`` at the median eigenvalue, alpha the Hill / maximum-likelihood estimate on the top
-        half (``PL_Alpha_Hill`` of TempBalance, Zhou et al., NeurIPS 2023; AlphaPruning, Lu et al.,
-        NeurIPS 2024). ``'fixed'``: ``xmin=`` the given value (``xmin=`` alone implies it).
-    xmin_range : (low, high)
-        Bound the KS scan to ``low <= xmin <= high``.
-    farms : bool
-        FARMS (Hu et al., "Eigenspectrum analysis of neural networks without aspect ratio bias",
-        ICML 2025): alpha of the averaged ESD of sub-matrices of aspect ratio ``farms_q`` (default
-        1): ``farms_alpha``, ``farms_xmin``, ``farms_D``, ``farms_n_tail``, ``farms_windows``.
-    fit_quality : bool
-        The ``fit_quality`` column (implied by the options above): ``few_tail`` (under 16 tail
-        eigenvalues), ``lognormal`` (a lognormal fits the tail significantly better),
-        ``unstable_xmin`` (most bootstrap replicates move xmin); ``''`` when none applies.
-    exclude_flagged : bool
-        Leave flagged layers out of the summary, which then also holds ``num_averaged`` and
-        ``num_flagged``. By default the summary averages every successful layer, as
-        WeightWatcher does (``Report.num_averaged`` says how many).
-    on_result : callable, optional
-        ``on_result(layer_id, rows)`` is called as each layer is finished, with the layer's row
-        dicts (several with ``pool=False``; they may hold private ``_...`` entries of optional
-        analyses, which the details table leaves out). An exception it raises stops the analysis.
-        The command line keeps its journal of finished layers with it (docs/cli.md).
-    done : mapping, optional
-        ``{layer_id: [row, ...]}``: rows of layers already analysed, e.g. by an interrupted run
-        (those ``on_result`` was given). These layers are not analysed again; their rows take
-        their place in the table, which is then identical to that of an uninterrupted run. Their
-        eigenvalues and fits are not available (``get_ESD``, ``get_fit``, figures). Every id must be
-        one of the layers these options select, and the rows must carry its ``layer_id`` and
-        ``name``; not with ``intra`` or ``stacked``.
-    **reference_options
-        Other WeightWatcher ``analyze()`` keywords. Those this version does not implement raise
-        :class:`~spectralwatch.errors.NotYetSupportedError` unless given their "off" value.
+        array, or a path (str / Path) to a ``.safetensors``, ``.pt``/``.pth``/``.bin``, ``.npz``,
+        ``.onnx``, ``.gguf``, ``.keras``/``.h5`` file or a folder of (sharded) weights.
+    {options}
+
+    Returns
+    -------
+    Report
+        ``details`` (one row per analysed layer), ``summary`` (model means), ``skipped``, and
+        per-layer eigenvalues and fits (``get_ESD``, ``get_fit``).
 
     Raises
     ------
@@ -181,59 +112,196 @@ def analyze(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, po
     NoLayersError
         When no layer can be analysed with these options.
     InvalidParameterError
-        For an option with a bad value.
+        For an option with a bad value (before anything is read or computed).
     """
-    options = make_options("analyze", layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
-                           pool=pool, conv2d_norm=conv2d_norm, start_ids=start_ids, fit=fit, xmax=xmax,
-                           fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
-                           finger_thresh=finger_thresh, tolerance=tolerance, svd_method=svd_method, rng=rng,
-                           **reference_options)
-    return run(model, options, progress=progress, workers=workers, executor=executor, on_result=on_result,
-               done=done)
+    values = validate("analyze", keyword_values("analyze", locals()))
+    return run(model, Options.from_values(values), progress=values["progress"], workers=values["workers"],
+               executor=values["executor"], on_result=values["on_result"], done=values["done"])
 
 
-def run(model, options: Options, *, progress=False, workers=None, executor=None, on_result=None,
-        done=None) -> Report:
-    """Analyse ``model`` with already validated ``options``.
+@dataclass(frozen=True)
+class LayerOutcome:
+    """One analysed layer, as :func:`iter_analyze` yields it.
 
-    ``on_result(layer_id, rows)`` is called after each finished layer; the layers of ``done``
-    (``{layer_id: [row, ...]}``) are not analysed, their rows are used (see :func:`analyze`).
+    Attributes
+    ----------
+    layer_id, name, longname : the layer's identity
+    rows : list of dict
+        Its rows of the details table (one, or one per kernel position with ``pool=False``).
+    evals : dict
+        ``{slice_id: sorted eigenvalues}`` (empty for a failed layer or a resumed one).
+    fits : dict
+        ``{slice_id: PowerLawFit}``.
     """
+
+    layer_id: int
+    name: str
+    longname: str
+    rows: list = field(repr=False)
+    evals: dict = field(default_factory=dict, repr=False)
+    fits: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def status(self) -> str:
+        """'success' when every row succeeded, else 'failed'."""
+        return "success" if all(r.get("status") == "success" for r in self.rows) else "failed"
+
+
+@suggest_keywords
+@document_options("iter_analyze")
+def iter_analyze(model, *,
+        layers: Any = D.layers, min_evals: int | None = D.min_evals, max_evals: int | None = D.max_evals,
+        max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
+        start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
+        peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
+        svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
+        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
+        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
+        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
+        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
+        mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
+        vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
+        gof_samples: int = D.gof_samples, compare_tails: bool = D.compare_tails, farms: bool = D.farms,
+        farms_q: float = D.farms_q, fit_quality: bool = D.fit_quality, exclude_flagged: bool = D.exclude_flagged,
+        inverse: bool = D.inverse, intra: bool = D.intra, sparsify: bool = D.sparsify, stacked: bool = D.stacked,
+        plot: bool = D.plot, savefig: str | os.PathLike | bool | None = D.savefig, deltas: bool = D.deltas,
+        progress: bool = D.progress, workers: int | None = D.workers, executor: Any = D.executor,
+        done: Mapping | None = D.done) -> Iterator[LayerOutcome]:
+    """Analyse a model layer by layer: a generator of :class:`LayerOutcome` as layers finish.
+
+    Same options as :func:`analyze` (validated when the generator is created, before any layer is
+    read). Layers are yielded in model order, each as soon as it and the layers before it are done
+    (workers analyse layers side by side, largest first). Closing the generator early stops the
+    analysis. ``intra`` / ``stacked`` (rows made from several layers) are yielded as they come.
+
+    Parameters
+    ----------
+    model : object or path
+        Anything :func:`analyze` accepts.
+    {options}
+
+    Examples
+    --------
+    >>> import numpy as np, spectralwatch
+    >>> W = {"a.weight": np.random.default_rng(0).standard_normal((60, 40))}
+    >>> [o.name for o in spectralwatch.iter_analyze(W)]
+    ['a']
+    """
+    values = validate("iter_analyze", keyword_values("iter_analyze", locals()))
+    options = Options.from_values(values)
+    return _iterate(model, options, progress=values["progress"], workers=values["workers"],
+                    executor=values["executor"], done=values["done"])
+
+
+def _iterate(model, options, **run_kw) -> Iterator[LayerOutcome]:
+    walk = _walk(model, options, **run_kw)
+    next(walk)  # opens the model and selects layers now: errors are raised at the call
+    yield from walk
+
+
+def _prepare(model, options: Options, done):
+    """Open and select; resolve the device; check ``done``. Returns (source, chosen, skipped, options, done)."""
+    if options.spectrum.device != "cpu":
+        device = resolve_device(options.spectrum.device)
+        if device != options.spectrum.device:
+            options = options.replace(device=device)
     source, chosen, skipped = select_layers(model, options)
     if not chosen:
         raise NoLayersError(_no_layers_message(source, skipped))
     done = _done_rows(done, chosen, options)
     if options.base_model is not None:  # already read by the driver: never shipped to workers
-        options = dataclasses.replace(options, base_model=None)
+        options = options.replace(base_model=None)
+    if options.analyses.compare_tails:
+        _preload_tail_laws()
+    return source, chosen, skipped, options, done
+
+
+def _preload_tail_laws() -> None:
+    """Import the tail-law modules (and scipy's) in the driver, before a process pool forks:
+    forked workers inherit them instead of each importing scipy.optimize again."""
+    import scipy.optimize  # noqa: F401
+
+    from ..core.fit import laws, stats  # noqa: F401
+
+
+def _walk(model, options: Options, *, progress=False, workers=None, executor=None, done=None, state=None):
+    """Yield None once the model is open (errors raised there), then a :class:`LayerOutcome` per layer.
+
+    ``state`` (a dict), when given, receives ``source``, ``skipped`` and ``options``.
+    """
+    source, chosen, skipped, options, done = _prepare(model, options, done)
+    if state is not None:
+        state.update(source=source, skipped=skipped, options=options)
+    yield None
     todo = [task for task in chosen if task[0].layer_id not in done]
-    computed, evals, fits = [], {}, {}
+    if options.walk.intra or options.walk.stacked:  # another walk over the layers (see cross_layer.py)
+        walk = variant_walk(chosen, options, skipped)
+    else:
+        walk = run_layers(todo, options, executor=executor, workers=workers)
+    fresh = {}
+    order = [ref.layer_id for ref, _ in chosen]
+    position = 0
     with Progress(len(todo), enabled=bool(progress)) as bar:
-        if options.intra or options.stacked:  # another walk over the layers (see cross_layer.py)
-            from .cross_layer import variant_walk
-
-            walk = variant_walk(chosen, options, skipped)
-        else:
-            walk = run_layers(todo, options, executor=executor, workers=workers)
         for ref, results in walk:
-            for result in results:
-                key = (result.row["layer_id"], result.row.get("slice_id", 0))
-                if result.evals is not None:
-                    evals[key] = result.evals
-                if result.fit is not None:
-                    fits[key] = result.fit
-            computed.append([result.row for result in results])
-            if on_result is not None and results:
-                on_result(ref.layer_id, computed[-1])
             bar.update(ref.longname or ref.name)
-    if done:  # the executors yield in task order: put the done layers back in their places
-        fresh = iter(computed)
-        computed = [done[ref.layer_id] if ref.layer_id in done else next(fresh) for ref, _ in chosen]
-    rows = [row for layer_rows in computed for row in layer_rows]
-    report = Report(rows, evals, fits, skipped, options, source=getattr(source, "description", ""))
-    if options.plot:
-        from ..render.plots.layer import save_figures
+            outcome = _outcome(ref, results)
+            if done:  # put the resumed layers back in their places, in model order
+                fresh[ref.layer_id] = outcome  # (no intra / stacked here: validation refuses done with them)
+                while position < len(order) and (order[position] in done or order[position] in fresh):
+                    lid = order[position]
+                    yield fresh.pop(lid) if lid in fresh else _resumed(chosen[position][0], done[lid])
+                    position += 1
+            elif outcome.rows or not (options.walk.intra or options.walk.stacked):
+                yield outcome
+    while done and position < len(order):  # resumed layers after the last computed one
+        yield _resumed(chosen[position][0], done[order[position]])
+        position += 1
 
-        report.figures = save_figures(report, options.savefig)
+
+def _outcome(ref, results) -> LayerOutcome:
+    """The rows of one walk step; its identity is that of its rows (the stacked matrix's row is
+    layer 0, yielded with the last layer read)."""
+    evals, fits = {}, {}
+    for result in results:
+        key = result.row.get("slice_id", 0)
+        if result.evals is not None:
+            evals[key] = result.evals
+        if result.fit is not None:
+            fits[key] = result.fit
+    rows = [r.row for r in results]
+    first = rows[0] if rows else {"layer_id": ref.layer_id, "name": ref.name, "longname": ref.longname}
+    return LayerOutcome(first["layer_id"], first["name"], first.get("longname", first["name"]), rows, evals, fits)
+
+
+def _resumed(ref, rows) -> LayerOutcome:
+    return LayerOutcome(ref.layer_id, ref.name, ref.longname, rows)
+
+
+def run(model, options: Options, *, progress=False, workers=None, executor=None, on_result=None,
+        done=None) -> Report:
+    """Analyse ``model`` with already validated ``options`` (see :func:`analyze`).
+
+    ``on_result(layer_id, rows)`` is called after each layer analysed here (not for the resumed
+    layers of ``done``, whose rows take their places in the table).
+    """
+    state: dict = {}
+    walk = _walk(model, options, progress=progress, workers=workers, executor=executor, done=done, state=state)
+    next(walk)
+    done_ids = set(done or ())
+    rows, evals, fits = [], {}, {}
+    for outcome in walk:
+        for slice_id, ev in outcome.evals.items():
+            evals[(outcome.layer_id, slice_id)] = ev
+        for slice_id, fit in outcome.fits.items():
+            fits[(outcome.layer_id, slice_id)] = fit
+        if on_result is not None and outcome.rows and outcome.layer_id not in done_ids:
+            on_result(outcome.layer_id, outcome.rows)
+        rows.extend(outcome.rows)
+    options = state["options"]
+    report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
+    if options.figures.plot:
+        report.figures = save_figures(report, options.figures.savefig)
     return report
 
 
@@ -241,9 +309,6 @@ def _done_rows(done, chosen: list, options: Options) -> dict:
     """Validate ``done`` into ``{layer_id: [row copies]}`` (see :func:`analyze`)."""
     if done is None or (hasattr(done, "__len__") and not len(done)):
         return {}
-    if options.intra or options.stacked:
-        raise InvalidParameterError("The 'done' parameter of analyze cannot be used with intra=True or "
-                                    "stacked=True (their rows are not made layer by layer).")
     try:
         items = list(done.items())
     except (AttributeError, TypeError):
@@ -263,24 +328,36 @@ def _done_rows(done, chosen: list, options: Options) -> dict:
     return out
 
 
-def describe(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True, start_ids=None,
-             conv2d_norm=True, skipped=False, **reference_options):
+@suggest_keywords
+@document_options("describe")
+def describe(model, *,
+        layers: Any = DD.layers, min_evals: int | None = DD.min_evals, max_evals: int | None = DD.max_evals,
+        max_N: int | None = DD.max_N, pool: bool = DD.pool, conv2d_norm: bool = DD.conv2d_norm,
+        start_ids: int | None = DD.start_ids, grouped_conv: str = DD.grouped_conv,
+        split_fused: bool = DD.split_fused, peft: bool | str = DD.peft, base_model: Any = DD.base_model,
+        trust_pickle: bool = DD.trust_pickle, skipped: bool = DD.skipped):
     """The layers ``analyze`` would analyse, without computing anything (nothing is loaded).
 
-    Returns a pandas DataFrame with ``layer_id, name, longname, layer_type, N, M, Q, rf,
-    num_evals`` (predicted), ``dtype`` and ``quant``; an empty frame when no layer qualifies.
-    With ``skipped=True`` every candidate is listed, with ``analysed`` (bool) and ``reason`` (why
-    a layer is not analysed: its type, a source's limit, the options), sorted by id.
+    Parameters
+    ----------
+    model : object or path
+        Anything :func:`analyze` accepts.
+    {options}
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``layer_id, name, longname, layer_type, N, M, Q, rf, num_evals`` (predicted), ``dtype``
+        and ``quant``; an empty frame when no layer qualifies. With ``skipped=True`` every
+        candidate, with ``analysed`` and ``reason``.
     """
+    values = validate("describe", keyword_values("describe", locals()))
     import pandas as pd
 
-    if not isinstance(skipped, bool):
-        raise InvalidParameterError(f"The 'skipped' parameter of describe must be True or False. Got {skipped!r}.")
-    options = make_options("describe", layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N,
-                           pool=pool, start_ids=start_ids, conv2d_norm=conv2d_norm, **reference_options)
+    options = Options.from_values(values)
     _, chosen, dropped = select_layers(model, options)
     cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype", "quant"]
-    if not skipped:
+    if not values["skipped"]:
         return pd.DataFrame([g for _, g in chosen], columns=cols)
     rows = [dict(g, analysed=True, reason="") for _, g in chosen]
     rows += [dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}") for s in dropped]
@@ -288,35 +365,33 @@ def describe(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, p
     return pd.DataFrame(rows, columns=cols + ["analysed", "reason"])
 
 
-def esd(model, layer, *, pool=True, conv2d_norm=True, start_ids=None, svd_method="auto", random=False, rng=None):
+@suggest_keywords
+def esd(model, layer, *,
+        pool: bool = DE.pool, conv2d_norm: bool = DE.conv2d_norm, start_ids: int | None = DE.start_ids,
+        svd_method: str = DE.svd_method, rng: Any = DE.rng, random: bool = False) -> np.ndarray:
     """Sorted eigenvalues of one layer (by id or name), computed without fitting anything.
 
     ``random=True``: the eigenvalues of its element-wise shuffled matrices (see
-    :func:`spectralwatch.rmt.shuffled_replicas`), drawn from the layer's generator derived from
-    ``rng`` (the same shuffles as ``analyze(randomize=True, rng=rng)``).
+    :func:`spectralwatch.core.rmt.shuffled_replicas`), drawn from the layer's generator derived
+    from ``rng`` (the same shuffles as ``analyze(randomize=True, rng=rng)``).
     """
-    import numpy as np
-
-    from ..core.matrices import layer_matrices
-    from ..core.spectrum import layer_spectrum
-
-    options = make_options("get_ESD", layers=[layer], min_evals=0, max_evals=None, max_N=None, pool=pool,
-                           conv2d_norm=conv2d_norm, start_ids=start_ids, svd_method=svd_method, rng=rng)
+    values = validate("get_ESD", keyword_values("get_ESD", locals()))
+    if not isinstance(random, bool):
+        raise InvalidParameterError(f"The 'random' parameter of get_ESD must be True or False. Got {random!r}.")
+    values.update(layers=[layer], min_evals=0, max_evals=None, max_N=None)
+    options = Options.from_values(validate("analyze", values, func="get_ESD"))
     _, chosen, skipped = select_layers(model, options)
     if not chosen:
         reasons = [s["reason"] for s in skipped if s["rule"] != "layers"]
         why = f": {reasons[0]}" if reasons else ""
-        raise KeyError(f"no analysable layer {layer!r} in this model{why}")
+        raise LayerNotFoundError(f"no analysable layer {layer!r} in this model{why}")
     ref, _ = chosen[0]
-    mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=conv2d_norm, pooled=pool, groups=ref.groups,
-                          grouped_conv=options.grouped_conv)
-    from ..core.spectrum import one_blas_thread
-
+    m = options.matrices
+    mats = layer_matrices(ref.load(), ref.layer_type, conv2d_norm=m.conv2d_norm, pooled=m.pool, groups=ref.groups,
+                          grouped_conv=m.grouped_conv)
     with one_blas_thread():  # as analyze() computes it: the same bits
         if random:
-            from ..core.rng import layer_rng
-            from ..core.rmt import shuffled_replicas
-
-            draws = shuffled_replicas(mats.stack, layer_rng(options.rng, ref.layer_id), eval_scale=mats.eval_scale)
+            draws = shuffled_replicas(mats.stack, layer_rng(options.analyses.rng, ref.layer_id),
+                                      eval_scale=mats.eval_scale)
             return np.sort(np.concatenate(draws))
-        return np.sort(layer_spectrum(mats, method=options.svd_method).evals.ravel())
+        return np.sort(layer_spectrum(mats, method=options.spectrum.svd_method).evals.ravel())

@@ -64,13 +64,13 @@ def _intra_pair(prev, cur, pair, options) -> list[LayerResult]:
     W0, W1 = pair
     X = None
     try:
-        rng = layer_rng(options.rng, cur.layer_id)
-        X = intra_pair_matrix(W0, W1, sparsify=options.sparsify, rng=rng)
+        rng = layer_rng(options.walk.rng, cur.layer_id)
+        X = intra_pair_matrix(W0, W1, sparsify=options.walk.sparsify, rng=rng)
         base = _intra_geometry(prev, cur, X)
         if not np.isfinite(X).all():
             raise NonFiniteWeightsError("the product of the two layers has NaN or Inf values")
         # conv2d_norm scales a conv2d's matrices by 1/sqrt(2); WeightWatcher applies it to X
-        scale = np.sqrt(0.5) if cur.layer_type == "conv2d" and options.conv2d_norm else 1.0
+        scale = np.sqrt(0.5) if cur.layer_type == "conv2d" and options.walk.conv2d_norm else 1.0
         return spectrum_rows(base, root_matrices(X, scale), options)
     except _FAILURES as exc:
         shape = X.shape if X is not None else (W0.shape[0], W1.shape[1])
@@ -112,15 +112,15 @@ def variant_walk(chosen: list, options, skipped: list):
 
     Raises :class:`~spectralwatch.errors.NoLayersError` at the end when the walk gave no row.
     """
-    walk = stacked_walk if options.stacked else intra_walk
+    walk = stacked_walk if options.walk.stacked else intra_walk
     produced = False
     for ref, results in walk(chosen, options, skipped):
         produced = produced or bool(results)
         yield ref, results
     if not produced:
-        what = "the stacked matrix" if options.stacked else "a pair of consecutive layers with a size in common"
+        what = "the stacked matrix" if options.walk.stacked else "a pair of consecutive layers with a size in common"
         reasons = "; ".join(f"layer {r['layer_id']} ({r['name']}): {r['reason']}" for r in skipped
                             if r.get("rule") in ("intra", "stacked"))
-        need = "" if options.stacked or len(chosen) > 1 else " intra=True needs at least two analysable layers."
+        need = "" if options.walk.stacked or len(chosen) > 1 else " intra=True needs at least two analysable layers."
         raise NoLayersError(f"No row could be made from {what} ({len(chosen)} layer(s) selected).{need}"
                             + (f" {reasons[:1000]}" if reasons else ""))

@@ -33,10 +33,9 @@ import numpy as np
 from ..errors import InvalidParameterError, SpectralWatchError
 from .layer import LayerResult, analyze_layer, failed_result
 
-__all__ = ["resolve_executor", "run_layers", "auto_workers"]
+__all__ = ["resolve_executor", "run_layers"]
 
 _MAX_REF_BYTES = 1 << 16  # a picklable tensor reference larger than this is not a file reference
-_AUTO_MIN_FLOPS = 1e10  # below ~0.3 s of linear algebra a process pool costs more than it saves
 # below ~10 ms of linear algebra (60 layers of 64 x 64) threads only add their overhead (measured:
 # 0.25 s with 2 threads against 0.23 s in one)
 _AUTO_MIN_THREAD_FLOPS = 3e8
@@ -66,26 +65,14 @@ def _flops(geometry: dict) -> float:
     return rf * (N * M * M + 4.0 * M ** 3)
 
 
-def auto_workers(tasks: list) -> int:
-    """Worker processes worth starting for these layers: 1 unless the linear algebra pays for them."""
-    cores = _cpu_count()
-    if cores < 2 or len(tasks) < 4 or sum(_flops(g) for _, g in tasks) < _AUTO_MIN_FLOPS:
-        return 1
-    return min(cores, len(tasks))
-
-
 def _auto_kind(tasks: list, workers):
-    """The executor chosen by ``executor=None``: threads when the eigensolver runs without the GIL,
-    else a process pool when the linear algebra pays for starting it."""
-    from ..core.eigensolver import nogil_available
-
-    if nogil_available():
-        if not workers and sum(_flops(g) for _, g in tasks) < _AUTO_MIN_THREAD_FLOPS:
-            return ("serial", 1)
-        n = workers if workers else min(_cpu_count(), len(tasks))
-        return ("threads", n) if n > 1 and len(tasks) > 1 else ("serial", 1)
-    n = workers if workers else auto_workers(tasks)
-    return ("processes", n) if n > 1 else ("serial", 1)
+    """The executor chosen by ``executor=None``: threads of this process (the eigensolver and the
+    Gram products release the GIL), or one thread when the linear algebra is too small to pay for
+    them."""
+    if not workers and sum(_flops(g) for _, g in tasks) < _AUTO_MIN_THREAD_FLOPS:
+        return ("serial", 1)
+    n = workers if workers else min(_cpu_count(), len(tasks))
+    return ("threads", n) if n > 1 and len(tasks) > 1 else ("serial", 1)
 
 
 def _payload(ref):

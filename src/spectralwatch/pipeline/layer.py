@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analyses import LayerContext, extra_columns
-from ..core.fit.powerlaw import PowerLawFit, fit_power_law
+from ..core.fit.powerlaw import PowerLawFit, fit_checked
 from .stats_columns import fit_kwargs
 from ..core.matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices, matrix_geometry
 from ..core.metrics import alpha_metrics, spectral_metrics
-from ..options.options import Options
+from ..options import FitConfig, Options
 from ..io.sources.base import ANALYSABLE_TYPES, LayerRef
 from .spectra import compute_spectrum
 
@@ -39,8 +39,9 @@ class LayerResult:
 
 def layer_geometry(ref: LayerRef, options: Options) -> dict:
     """Identity and shape columns of a layer, known before loading it."""
-    N, M, rf = matrix_geometry(ref.layer_type, ref.shape, groups=ref.groups, grouped_conv=options.grouped_conv)
-    num_evals = M * rf if options.pool else M
+    select = options.select
+    N, M, rf = matrix_geometry(ref.layer_type, ref.shape, groups=ref.groups, grouped_conv=select.grouped_conv)
+    num_evals = M * rf if select.pool else M
     if ref.rank:  # a low-rank product (LoRA): only its r non-zero eigenvalues are computed
         num_evals = min(num_evals, ref.rank)
     return {
@@ -60,17 +61,18 @@ def skip_reason(ref: LayerRef, geometry: dict, options: Options) -> tuple[str, s
         return "source", ref.skip
     if ref.layer_type not in ANALYSABLE_TYPES:
         return "type", f"layer type '{ref.layer_type}' has no weight matrix to analyse"
-    if not options.layers.keeps(ref.layer_id, ref.name, ref.longname, ref.layer_type):
+    select = options.select
+    if not select.layers.keeps(ref.layer_id, ref.name, ref.longname, ref.layer_type):
         return "layers", "not selected by the layers option"
     if geometry["M"] == 0:
         return "shape", f"tensor of shape {tuple(ref.shape)} has no matrix"
     n = geometry["num_evals"]
-    if options.min_evals and n < options.min_evals:
-        return "min_evals", f"{n} eigenvalues < min_evals={options.min_evals}"
-    if options.max_evals and n > options.max_evals:
-        return "max_evals", f"{n} eigenvalues > max_evals={options.max_evals}"
-    if options.max_N and geometry["N"] > options.max_N:
-        return "max_N", f"N={geometry['N']} > max_N={options.max_N}"
+    if select.min_evals and n < select.min_evals:
+        return "min_evals", f"{n} eigenvalues < min_evals={select.min_evals}"
+    if select.max_evals and n > select.max_evals:
+        return "max_evals", f"{n} eigenvalues > max_evals={select.max_evals}"
+    if select.max_N and geometry["N"] > select.max_N:
+        return "max_N", f"N={geometry['N']} > max_N={select.max_N}"
     return "", ""
 
 
@@ -84,44 +86,45 @@ def _failed_row(base: dict, message: str, has_esd: bool = False) -> dict:
     return row
 
 
-def _fit_columns(fit: PowerLawFit, options: Options) -> dict:
+def _fit_columns(fit: PowerLawFit, config: FitConfig) -> dict:
     cols = {"alpha": fit.alpha, "xmin": fit.xmin, "xmax": fit.xmax, "D": fit.D, "sigma": fit.sigma,
             "num_pl_spikes": fit.num_pl_spikes, "n_tail": fit.n_tail, "fit_method": fit.method}
-    if options.fix_fingers == "clip_xmax":
+    if config.fix_fingers == "clip_xmax":
         cols.update(num_fingers=fit.num_fingers, raw_alpha=fit.raw_alpha)
     return cols
 
 
 def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[LayerResult]:
-    spec = compute_spectrum(mats, options, (options.tolerance, FIT_THRESHOLD))
-    pooled = options.pool or mats.rf == 1
+    spectrum, fitting = options.spectrum, options.fitting
+    spec = compute_spectrum(mats, spectrum, (spectrum.tolerance, FIT_THRESHOLD))
+    pooled = options.matrices.pool or mats.rf == 1
     groups = [(None, spec.evals, spec.svals, mats.stack)] if pooled else [
         (i, spec.evals[i:i + 1], spec.svals[i:i + 1], mats.stack[i:i + 1]) for i in range(mats.rf)]
     results = []
     for slice_id, ev, sv, stack in groups:
         row = dict(base)
-        if not options.pool:
+        if not options.matrices.pool:
             row["slice_id"] = 0 if slice_id is None else slice_id
         evals = np.sort(ev.ravel())
-        metrics = spectral_metrics(evals, sv, mats.N, tolerance=options.tolerance)
+        metrics = spectral_metrics(evals, sv, mats.N, tolerance=spectrum.tolerance)
         row.update(has_esd=True, **metrics.as_dict())
         if metrics.lambda_max <= 0:
             row.update(_FIT_NAN, status="failed", warning="", alpha_weighted=np.nan, log_alpha_norm=np.nan,
                        message="all eigenvalues are zero (all-zero weights)")
             results.append(LayerResult(row, evals, None))
             continue
-        fit = fit_power_law(evals, xmax=options.xmax, fix_fingers=options.fix_fingers,
-                            xmin_max=options.xmin_max, max_fingers=options.max_fingers,
-                            finger_thresh=options.finger_thresh, thresh=FIT_THRESHOLD, **fit_kwargs(options))
-        row.update(_fit_columns(fit, options))
+        fit = fit_checked(evals, xmax=fitting.xmax, fix_fingers=fitting.fix_fingers,
+                          xmin_max=fitting.xmin_max, max_fingers=fitting.max_fingers,
+                          finger_thresh=fitting.finger_thresh, thresh=FIT_THRESHOLD, **fit_kwargs(fitting))
+        row.update(_fit_columns(fit, fitting))
         row.update(alpha_metrics(evals, fit.alpha if fit.status == "success" else -1.0))
         row.update(status=fit.status, warning=fit.warning, message=fit.message, spectrum_route=spec.route)
-        if options.fit == "truncated_power_law":
+        if fitting.fit == "truncated_power_law":
             from ..core.fit.tpl_columns import tpl_columns
 
-            row.update(tpl_columns(evals, fit, options))
+            row.update(tpl_columns(evals, fit, fitting))
         ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
-                           options=options, layer_id=base["layer_id"], slice_id=slice_id or 0)
+                           options=options.analyses, layer_id=base["layer_id"], slice_id=slice_id or 0)
         row.update(extra_columns(ctx))
         results.append(LayerResult(row, evals, fit))
     return results
@@ -138,10 +141,11 @@ def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None)
     base = geometry if geometry is not None else layer_geometry(ref, options)
     try:
         weights = ref.load()
-        mats = layer_matrices(weights, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool,
-                              groups=ref.groups, grouped_conv=options.grouped_conv)
+        matrices = options.matrices
+        mats = layer_matrices(weights, ref.layer_type, conv2d_norm=matrices.conv2d_norm, pooled=matrices.pool,
+                              groups=ref.groups, grouped_conv=matrices.grouped_conv)
         del weights
-        if options.inverse:  # analyse the pseudo-inverse: eigenvalues 1/lambda (core/cross_layer.py)
+        if matrices.inverse:  # analyse the pseudo-inverse: eigenvalues 1/lambda (core/cross_layer.py)
             from ..core.cross_layer import inverse_matrices
 
             mats = inverse_matrices(mats)
@@ -152,7 +156,7 @@ def analyze_layer(ref: LayerRef, options: Options, geometry: dict | None = None)
         return [LayerResult(_failed_row(base, "out of memory while analysing this layer"))]
     except RuntimeError as exc:
         if _device_out_of_memory(exc):
-            return [LayerResult(_failed_row(base, f"out of memory on {options.device} while analysing this layer"))]
+            return [LayerResult(_failed_row(base, f"out of memory on {options.spectrum.device} while analysing this layer"))]
         return [LayerResult(_failed_row(base, f"{type(exc).__name__}: {exc}"))]
     except Exception as exc:  # noqa: BLE001 - anything else (a damaged tensor in a file, an odd dtype,
         # a bug): this layer's row says what happened, the other layers are still analysed

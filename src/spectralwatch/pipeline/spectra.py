@@ -13,19 +13,22 @@ import warnings
 
 from ..core.matrices import LayerMatrices
 from ..core.spectrum import Spectrum, device_spectrum, layer_spectrum
-from ..errors import InvalidParameterError
+from ..options import OPTIONS, SpectrumConfig, bad_value
+from ..options.constraints import Rejected
 from ..io.cache import cache_path, load_entry, store_entry
 
 __all__ = ["resolve_device", "compute_spectrum"]
 
 
 def resolve_device(device) -> str:
-    """Validate ``device``; return the device to use ('cpu' after a warned fallback)."""
-    if device is None or device == "cpu":
+    """The device to use for a valid ``device`` option: itself when available, else 'cpu' after a
+    ``RuntimeWarning`` (a device name that is not valid raises InvalidParameterError)."""
+    try:
+        device = OPTIONS["device"].constraint.check(device)
+    except Rejected:
+        raise bad_value("device", "analyze", OPTIONS["device"].constraint.text, device) from None
+    if device == "cpu":
         return "cpu"
-    if not isinstance(device, str) or not (device == "mps" or device.split(":")[0] == "cuda"):
-        raise InvalidParameterError(
-            f"The 'device' parameter of analyze must be 'cpu', 'cuda', 'cuda:N' or 'mps'. Got {device!r}.")
     try:
         import torch
     except ImportError:
@@ -42,11 +45,9 @@ def resolve_device(device) -> str:
     return device
 
 
-def compute_spectrum(mats: LayerMatrices, options, thresholds: tuple) -> Spectrum:
-    """The layer's spectrum on ``options.device``, through the cache when ``options.cache_dir`` is set."""
-    device = getattr(options, "device", "cpu") or "cpu"
-    method = options.svd_method
-    cache_dir = getattr(options, "cache_dir", None)
+def compute_spectrum(mats: LayerMatrices, config: SpectrumConfig, thresholds: tuple) -> Spectrum:
+    """The layer's spectrum on ``config.device``, through the cache when ``config.cache_dir`` is set."""
+    device, method, cache_dir = config.device, config.svd_method, config.cache_dir
     path = None
     if cache_dir is not None:
         path = cache_path(cache_dir, mats, method, device)

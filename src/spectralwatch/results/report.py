@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.columns import DETAILS_ORDER, SUMMARY_METRICS
+from ..errors import InvalidParameterError, LayerNotFoundError, NotComputedError
 
 __all__ = ["Report", "SUMMARY_METRICS", "summarize"]
 
@@ -78,7 +79,7 @@ class Report:
         cols += sorted({c for r in rows for c in r} - set(cols))
         self.details = pd.DataFrame(rows, columns=cols)
         self.skipped = pd.DataFrame(skipped, columns=["layer_id", "name", "layer_type", "shape", "rule", "reason"])
-        self.summary = summarize(self.details, exclude_flagged=getattr(options, "exclude_flagged", False))
+        self.summary = summarize(self.details, exclude_flagged=options.summary.exclude_flagged)
         self.options = options
         self.source = source
         self._evals = evals
@@ -113,7 +114,7 @@ class Report:
             ids = self.details.loc[(self.details["name"] == layer) | (self.details["longname"] == layer), "layer_id"]
             match = [k for k in keys if k[0] in set(ids)]
         else:
-            raise TypeError(f"layer must be a layer id (int) or a layer name (str); got {layer!r}")
+            raise InvalidParameterError(f"The 'layer' parameter must be a layer id (int) or a layer name (str). Got {layer!r}.")
         if not match:
             rows = self.details
             if isinstance(layer, (int, np.integer)):
@@ -122,9 +123,9 @@ class Report:
                 hit = rows[(rows["name"] == layer) | (rows["longname"] == layer)]
             if len(hit):
                 why = str(hit.iloc[0].get("message") or "")
-                raise KeyError(f"layer {layer!r} has no eigenvalues in this report: its analysis failed"
+                raise NotComputedError(f"layer {layer!r} has no eigenvalues in this report: its analysis failed"
                                + (f" ({why})" if why else "") + " or its row was resumed from a journal")
-            raise KeyError(f"no analysed layer {layer!r} in this report (see report.details and report.skipped)")
+            raise LayerNotFoundError(f"no analysed layer {layer!r} in this report (see report.details and report.skipped)")
         return match[0]
 
     def get_ESD(self, layer, random: bool = False) -> np.ndarray:
@@ -147,7 +148,7 @@ class Report:
     def _payload(self, key, name, option):
         payload = self._payloads.get(key, {})
         if name not in payload:
-            raise KeyError(f"layer {key[0]} has no {name.lstrip('_')}: analyze with {option}")
+            raise NotComputedError(f"layer {key[0]} has no {name.lstrip('_')}: analyze with {option}")
         return payload[name]
 
     @property
@@ -155,7 +156,7 @@ class Report:
         """How many layers the summary averaged (successful, and unflagged with ``exclude_flagged``)."""
         if not len(self.details):
             return 0
-        return len(_averaged(self.details, getattr(self.options, "exclude_flagged", False)))
+        return len(_averaged(self.details, self.options.summary.exclude_flagged))
 
     def get_statistics(self, layer) -> dict:
         """The fit statistics of a layer: ``{'bootstrap': AlphaBootstrap, 'gof': GoodnessOfFit,

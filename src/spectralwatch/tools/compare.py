@@ -24,7 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, NotComputedError
+from ..options import DEFAULTS as D
+from ..options import Options, document_options, keyword_values, suggest_keywords, validate
+from ..pipeline.analyze import run
+from ..results.report import Report
 
 __all__ = ["compare", "Comparison", "MetricFit", "fit_metric", "COMPARE_METRICS", "plot_metric_vs_accuracy",
            "plot_alpha_curves", "save_comparison_figures"]
@@ -92,15 +96,15 @@ def fit_metric(values, accuracies, *, metric: str = "") -> MetricFit:
     x = np.asarray(values, dtype=float).ravel()
     y = np.asarray(accuracies, dtype=float).ravel()
     if x.size != y.size:
-        raise ValueError(f"{x.size} metric values but {y.size} accuracies for metric {metric!r}.")
+        raise InvalidParameterError(f"{x.size} metric values but {y.size} accuracies for metric {metric!r}.")
     if x.size < 2:
-        raise ValueError(f"A fit of accuracy against {metric or 'a metric'} needs at least 2 models; got {x.size}.")
+        raise InvalidParameterError(f"A fit of accuracy against {metric or 'a metric'} needs at least 2 models; got {x.size}.")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError(f"Metric {metric!r} or the accuracies contain NaN or infinite values.")
+        raise InvalidParameterError(f"Metric {metric!r} or the accuracies contain NaN or infinite values.")
     xc, yc = x - x.mean(), y - y.mean()
     sxx = float(xc @ xc)
     if sxx == 0.0:
-        raise ValueError(f"Metric {metric!r} has the same value for every model: no line can be fitted.")
+        raise InvalidParameterError(f"Metric {metric!r} has the same value for every model: no line can be fitted.")
     slope = float(xc @ yc) / sxx
     intercept = float(y.mean() - slope * x.mean())
     resid = y - (slope * x + intercept)
@@ -179,7 +183,7 @@ class Comparison:
     def ranking(self, metric: str = "alpha_weighted") -> list:
         """Model names from predicted best to worst: ascending ``metric`` (smaller is better in HTSR)."""
         if metric not in self.summary:
-            raise KeyError(f"no metric {metric!r} in this comparison; available: {', '.join(self.metrics)}")
+            raise NotComputedError(f"no metric {metric!r} in this comparison; available: {', '.join(self.metrics)}")
         return list(self.summary[metric].sort_values(kind="stable").index)
 
     def alpha_curves(self) -> dict:
@@ -237,8 +241,26 @@ def _check_accuracies(accuracies, n: int):
     return acc
 
 
-def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS, progress=False,
-            **analyze_options) -> Comparison:
+@suggest_keywords
+@document_options("compare")
+def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS,
+        layers: Any = D.layers, min_evals: int | None = D.min_evals, max_evals: int | None = D.max_evals,
+        max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
+        start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
+        peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
+        svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
+        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
+        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
+        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
+        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
+        mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
+        vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
+        gof_samples: int = D.gof_samples, compare_tails: bool = D.compare_tails, farms: bool = D.farms,
+        farms_q: float = D.farms_q, fit_quality: bool = D.fit_quality, exclude_flagged: bool = D.exclude_flagged,
+        inverse: bool = D.inverse, intra: bool = D.intra, sparsify: bool = D.sparsify, stacked: bool = D.stacked,
+        deltas: bool = D.deltas, progress: bool = D.progress, workers: int | None = D.workers,
+        executor: Any = D.executor) -> Comparison:
     """Analyse several models with the same options and compare them.
 
     Parameters
@@ -252,18 +274,15 @@ def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS, pro
         Known test accuracies, one per model: adds the per-metric fits (:class:`MetricFit`).
     metrics : tuple of str
         Model-level metrics to compare (:data:`COMPARE_METRICS`).
-    progress : bool
-        Progress line on stderr for each analysis.
-    **analyze_options
-        Passed to :func:`spectralwatch.analyze` for every model.
+    {options}
 
     Returns
     -------
     Comparison
     """
-    from ..pipeline.analyze import analyze
-    from ..results.report import Report
-
+    values = validate("compare", keyword_values("compare", locals()))
+    run_kw = {k: values[k] for k in ("progress", "workers", "executor")}
+    options = Options.from_values(values)
     models = list(models)
     if len(models) < 2:
         raise InvalidParameterError(f"The 'models' parameter of compare must hold at least 2 models. "
@@ -278,7 +297,7 @@ def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS, pro
         raise InvalidParameterError(f"The 'metrics' parameter of compare must be a tuple of column names. "
                                     f"Got {metrics!r}.")
     acc = _check_accuracies(accuracies, len(models))
-    reports = [m if isinstance(m, Report) else analyze(m, progress=progress, **analyze_options) for m in models]
+    reports = [m if isinstance(m, Report) else run(m, options, **run_kw) for m in models]
     return Comparison(names, reports, acc, metrics)
 
 
@@ -302,7 +321,7 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
 
     fit = next((f for f in comparison.fits if f.metric == metric), None)
     if fit is None:
-        raise ValueError(f"No fit of accuracy against {metric!r}: compare(...) needs accuracies= and a metric "
+        raise NotComputedError(f"No fit of accuracy against {metric!r}: compare(...) needs accuracies= and a metric "
                          f"that varies between models (fitted: {[f.metric for f in comparison.fits]}).")
     ax = new_axes(ax)
     x = comparison.summary[metric].to_numpy(dtype=float)

@@ -32,10 +32,13 @@ time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import ModelMismatchError
+from ..options import Options, defaults_of, keyword_values, suggest_keywords, validate
+from ..pipeline.analyze import select_layers
 
 __all__ = ["ModelDistances", "distances", "matrix_distance", "cka_similarity", "METHODS"]
 
@@ -96,14 +99,6 @@ class ModelDistances:
                 f"mean delta_W={self.mean_delta_W:.6g}, mean delta_b={self.mean_delta_b:.6g}>")
 
 
-def _method(method) -> str:
-    m = "raw" if method is None else method
-    if not isinstance(m, str) or m.lower() not in METHODS:
-        raise InvalidParameterError(f"The 'method' parameter of distances must be one of 'raw', 'euclidean', "
-                                    f"'cka'. Got {method!r}.")
-    return m.lower()
-
-
 def _bias_loaders(source, model) -> dict:
     """``{layer name: loader}`` of the biases a source holds (state dicts, files, torch modules)."""
     entries = getattr(source, "entries", None)
@@ -150,9 +145,13 @@ def _pair_rows(r1, r2, g1, method: str, pool: bool, biases: tuple) -> list[dict]
         return [row if pool else dict(row, slice_id=0)]
     return [dict(base, delta_W=v, slice_id=i) for i, v in enumerate(values)]
 
+DX = defaults_of("distances")
 
-def distances(model_1, model_2, *, method="raw", layers=None, pool=True, start_ids=None, min_evals=8,
-              max_evals=15000, max_N=50000) -> ModelDistances:
+
+@suggest_keywords
+def distances(model_1, model_2, *,
+        method: str = DX.method, layers: Any = DX.layers, pool: bool = DX.pool, start_ids: int | None = DX.start_ids,
+        min_evals: int | None = DX.min_evals, max_evals: int | None = DX.max_evals, max_N: int | None = DX.max_N) -> ModelDistances:
     """Per-layer distances between two models of the same architecture (see the module docstring).
 
     Parameters
@@ -175,26 +174,23 @@ def distances(model_1, model_2, *, method="raw", layers=None, pool=True, start_i
     """
     import pandas as pd
 
-    from ..pipeline.analyze import select_layers
-    from ..options.options import make_options
-
-    method = _method(method)
-    options = make_options("distances", layers=layers, pool=pool, start_ids=start_ids, min_evals=min_evals,
-                           max_evals=max_evals, max_N=max_N)
+    values = validate("distances", keyword_values("distances", locals()))
+    method = values.pop("method")
+    options = Options.from_values(values)
     src1, chosen1, _ = select_layers(model_1, options)
     src2, chosen2, _ = select_layers(model_2, options)
     if len(chosen1) != len(chosen2):
-        raise ValueError(f"model_1 has {len(chosen1)} analysable layers and model_2 has {len(chosen2)}: "
+        raise ModelMismatchError(f"model_1 has {len(chosen1)} analysable layers and model_2 has {len(chosen2)}: "
                          "distances needs two models of the same architecture (and the same selection).")
     biases = (_bias_loaders(src1, model_1), _bias_loaders(src2, model_2)) if method == "raw" else ({}, {})
     rows = []
     for (r1, g1), (r2, _g2) in zip(chosen1, chosen2, strict=True):
         if tuple(r1.shape) != tuple(r2.shape):
-            raise ValueError(f"layer {r1.layer_id} ({r1.longname or r1.name}) has shape {tuple(r1.shape)} in "
+            raise ModelMismatchError(f"layer {r1.layer_id} ({r1.longname or r1.name}) has shape {tuple(r1.shape)} in "
                              f"model_1 but layer {r2.layer_id} ({r2.longname or r2.name}) of model_2 has shape "
                              f"{tuple(r2.shape)}: the models do not have the same architecture.")
-        rows.extend(_pair_rows(r1, r2, g1, method, options.pool, biases))
-    cols = _LEAD + (["slice_id"] if not options.pool else []) + ["name_2"]
+        rows.extend(_pair_rows(r1, r2, g1, method, options.select.pool, biases))
+    cols = _LEAD + (["slice_id"] if not options.select.pool else []) + ["name_2"]
     details = pd.DataFrame(rows, columns=cols)
     means = {c: float(details[c].mean()) if len(details) else float("nan") for c in ("delta_W", "delta_b")}
     return ModelDistances(method=method, details=details, mean_delta_W=means["delta_W"],

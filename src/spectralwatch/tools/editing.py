@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidParameterError, NotYetSupportedError
+from ..options import Options, defaults_of, keyword_values, suggest_keywords, validate
 
 __all__ = ["svd_smoothing", "svd_sharpness", "EditResult", "LayerEdit", "truncate_components",
            "SMOOTHING_METHODS", "EDITABLE_TYPES"]
@@ -172,8 +173,8 @@ def _slice_index(shape: tuple, ref, options) -> np.ndarray:
     from ..core.matrices import layer_matrices
 
     idx = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
-    mats = layer_matrices(idx, ref.layer_type, conv2d_norm=False, pooled=options.pool,
-                          groups=getattr(ref, "groups", 1), grouped_conv=options.grouped_conv)
+    mats = layer_matrices(idx, ref.layer_type, conv2d_norm=False, pooled=options.matrices.pool,
+                          groups=getattr(ref, "groups", 1), grouped_conv=options.matrices.grouped_conv)
     return mats.stack.astype(np.intp)
 
 
@@ -182,16 +183,17 @@ def _edit_tensor(tensor: np.ndarray, ref, options, plan: _Plan):
     from ..core.rng import layer_rng
     from ..core.matrices import layer_matrices
 
-    mats = layer_matrices(tensor, ref.layer_type, conv2d_norm=options.conv2d_norm, pooled=options.pool,
-                          groups=getattr(ref, "groups", 1), grouped_conv=options.grouped_conv)
-    groups = [(None, np.arange(mats.rf))] if options.pool or mats.rf == 1 else \
+    m = options.matrices
+    mats = layer_matrices(tensor, ref.layer_type, conv2d_norm=m.conv2d_norm, pooled=m.pool,
+                          groups=getattr(ref, "groups", 1), grouped_conv=m.grouped_conv)
+    groups = [(None, np.arange(mats.rf))] if m.pool or mats.rf == 1 else \
         [(i, np.array([i])) for i in range(mats.rf)]
     new_stack, changed, edits = mats.stack.copy(), False, []
     for slice_id, rows in groups:
         sub = mats.stack[rows]
         svd = np.linalg.svd(sub, full_matrices=False)
         evals = np.sort((svd[1] * svd[1]).ravel()) * mats.eval_scale
-        rng = layer_rng(options.rng, ref.layer_id, slice_id or 0)
+        rng = layer_rng(options.analyses.rng, ref.layer_id, slice_id or 0)
         k, why = _count(plan, evals, mats.N, mats.M, sub, mats.eval_scale, rng)
         n = evals.size
         signed = None if k is None else (-k if plan.operation == "sharpen" else k)
@@ -493,25 +495,22 @@ def _edit_array(work, options, plan) -> list:
     return edits
 
 
-def _selection(func: str, *, layers, min_evals, max_evals, max_N, pool, start_ids, rng):
-    from ..options.options import make_options
-
-    return make_options(func, layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N, pool=pool,
-                        start_ids=start_ids, rng=rng)
-
-
-def _mp_method(func: str, value) -> str:
-    from ..core.rmt import MP_FIT_METHODS
-
-    if value not in MP_FIT_METHODS:
-        raise InvalidParameterError(f"The 'mp_fit_method' parameter of {func} must be one of "
-                                    f"{', '.join(repr(m) for m in MP_FIT_METHODS)}. Got {value!r}.")
-    return value
+def _selection(values: dict) -> Options:
+    """The layer-selection options of an editing call (already validated) as :class:`Options`."""
+    keep = ("layers", "min_evals", "max_evals", "max_N", "pool", "start_ids", "rng")
+    return Options.from_values({k: values[k] for k in keep})
 
 
-def svd_smoothing(model, *, percent=0.8, method="detX", layers=None, min_evals=8, max_evals=15000,
-                  max_N=50000, pool=True, start_ids=None, fit="PL", mp_fit_method="quantile", rng=None,
-                  out=None, inplace=False) -> EditResult:
+DS = defaults_of("svd_smoothing")
+DH = defaults_of("svd_sharpness")
+
+
+@suggest_keywords
+def svd_smoothing(model, *,
+        percent: float = DS.percent, method: str = DS.method, fit: str = DS.fit, layers: Any = DS.layers,
+        min_evals: int | None = DS.min_evals, max_evals: int | None = DS.max_evals, max_N: int | None = DS.max_N,
+        pool: bool = DS.pool, start_ids: int | None = DS.start_ids, mp_fit_method: str = DS.mp_fit_method,
+        rng: Any = DS.rng, out: str | os.PathLike | None = DS.out, inplace: bool = DS.inplace) -> EditResult:
     """Keep only the largest SVD components of every layer (see the module docstring).
 
     Parameters
@@ -546,29 +545,27 @@ def svd_smoothing(model, *, percent=0.8, method="detX", layers=None, min_evals=8
         ``.model`` (the new object), ``.path`` (what was written), ``.layers`` (per-layer records).
     """
     func = "svd_smoothing"
-    if method not in SMOOTHING_METHODS:
-        raise InvalidParameterError(f"The 'method' parameter of {func} must be one of "
-                                    f"{', '.join(repr(m) for m in SMOOTHING_METHODS)}. Got {method!r}.")
-    if isinstance(percent, bool) or not isinstance(percent, numbers.Real) or not -1.0 <= percent <= 1.0:
-        raise InvalidParameterError(f"The 'percent' parameter of {func} must be a number in [-1, 1]. Got {percent!r}.")
-    fits = {"PL": "PL", "power_law": "PL", "TPL": "TPL", "truncated_power_law": "TPL", "E_TPL": "E_TPL"}
-    if fit not in fits:
-        raise InvalidParameterError(f"The 'fit' parameter of {func} must be one of 'PL', 'TPL', 'E_TPL'. Got {fit!r}.")
-    plan = _Plan("smooth", method, float(percent), fits[fit], _mp_method(func, mp_fit_method))
-    options = _selection(func, layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N, pool=pool,
-                         start_ids=start_ids, rng=rng)
+    values = validate(func, keyword_values(func, locals()))
+    plan = _Plan("smooth", values["method"], values["percent"], values["fit"], values["mp_fit_method"])
+    options = _selection(values)
+    out, inplace = values["out"], values["inplace"]
     return _apply(func, model, plan, options, out, inplace)
 
 
-def svd_sharpness(model, *, layers=None, min_evals=8, max_evals=15000, max_N=50000, pool=True,
-                  start_ids=None, mp_fit_method="quantile", rng=None, out=None, inplace=False) -> EditResult:
+@suggest_keywords
+def svd_sharpness(model, *,
+        layers: Any = DH.layers, min_evals: int | None = DH.min_evals, max_evals: int | None = DH.max_evals,
+        max_N: int | None = DH.max_N, pool: bool = DH.pool, start_ids: int | None = DH.start_ids,
+        mp_fit_method: str = DH.mp_fit_method, rng: Any = DH.rng, out: str | os.PathLike | None = DH.out,
+        inplace: bool = DH.inplace) -> EditResult:
     """Remove, in every layer, as many top SVD components as its shuffled ESD has correlation traps.
 
     Parameters are those of :func:`svd_smoothing`; ``rng`` seeds the shuffles (each layer derives
     its own generator from it, so the result does not depend on the order of the layers).
     """
     func = "svd_sharpness"
-    plan = _Plan("sharpen", "traps", 0.0, "PL", _mp_method(func, mp_fit_method))
-    options = _selection(func, layers=layers, min_evals=min_evals, max_evals=max_evals, max_N=max_N, pool=pool,
-                         start_ids=start_ids, rng=rng)
+    values = validate(func, keyword_values(func, locals()))
+    plan = _Plan("sharpen", "traps", 0.0, "PL", values["mp_fit_method"])
+    options = _selection(values)
+    out, inplace = values["out"], values["inplace"]
     return _apply(func, model, plan, options, out, inplace)

@@ -58,7 +58,7 @@ from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's
 )
 from ...errors import InvalidParameterError
 
-__all__ = ["PowerLawFit", "fit_power_law"]
+__all__ = ["fit_checked", "PowerLawFit", "fit_power_law"]
 
 FIX_FINGERS = (None, False, "xmin_peak", "clip_xmax")
 
@@ -430,12 +430,26 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
     >>> fit.compare().best
     'power_law'
     """
-    method = _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh)
+    _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh)
     xmin, xmin_range = _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties,
                                     fix_fingers)
+    return fit_checked(_sorted_evals(evals), xmin=xmin, xmin_range=xmin_range, xmax=xmax, distribution=distribution,
+                       rng=rng, bootstrap=bootstrap, gof_samples=gof_samples, ci_level=ci_level, ties=ties,
+                       fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
+                       finger_thresh=finger_thresh, thresh=thresh)
+
+
+def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
+                bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
+                max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+    """:func:`fit_power_law` on already valid options and a sorted float64 ``evals`` (no checks).
+
+    For the pipeline, which validated its options once at the public entry; ``xmin_range`` may
+    hold ``inf`` (an open upper end).
+    """
+    method = fix_fingers if isinstance(fix_fingers, str) else "ks"
     if xmin == "peak":
         method = "xmin_peak"
-    evals = _sorted_evals(evals)
     bad = int(np.count_nonzero(~np.isfinite(evals)))
     if bad:
         return _failed(method, f"evals contain {bad} non-finite value(s) (NaN or inf)")

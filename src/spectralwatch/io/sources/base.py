@@ -26,17 +26,9 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
+from ...options.vocabulary import ANALYSABLE_TYPES, CONV_TYPES, LAYER_TYPES
+
 __all__ = ["LayerRef", "Source", "LAYER_TYPES", "ANALYSABLE_TYPES", "CONV_TYPES"]
-
-#: every value the ``layer_type`` column can take
-LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "conv3d", "conv_transpose", "lstm", "gru", "rnn",
-               "lora", "norm", "unknown")
-#: the layer types that carry a weight matrix to analyse
-ANALYSABLE_TYPES = ("dense", "conv1d", "conv2d", "embedding", "conv3d", "conv_transpose", "lstm", "gru", "rnn",
-                    "lora")
-#: the layer types whose tensor is sliced into one matrix per kernel position
-CONV_TYPES = ("conv1d", "conv2d", "conv3d", "conv_transpose")
-
 
 @dataclass(frozen=True)
 class LayerRef:

@@ -242,10 +242,10 @@ def level_statistics(evals, *, ax=None, title=None, bins=BINS):
 
 def drawers(report) -> dict:
     """``{kind: draw(ax, row, evals, fit, title) -> bool}`` for the analyses this report holds."""
-    opts = report.options
-    method = getattr(opts, "mp_fit_method", "quantile")
+    opts = report.options.analyses
+    method = opts.mp_fit_method
     out = {}
-    if getattr(opts, "mp_fit", False):
+    if opts.mp_fit:
         def mpfit1(ax, row, evals, fit, title):
             if abs(float(row["Q"]) - 1.0) > 1e-12:
                 return False  # WeightWatcher draws the quarter circle only for square matrices
@@ -257,7 +257,7 @@ def drawers(report) -> dict:
             return True
 
         out.update(mpfit1=mpfit1, mpfit2=mpfit2)
-    if getattr(opts, "randomize", False):
+    if opts.randomize:
         def rand(log):
             def draw(ax, row, evals, fit, title):
                 try:
@@ -269,9 +269,9 @@ def drawers(report) -> dict:
             return draw
 
         out.update(randesd1=rand(False), randesd2=rand(True))
-    if getattr(opts, "detX", False):
+    if opts.detX:
         out["detX"] = lambda ax, row, evals, fit, title: detx(evals, fit=fit, ax=ax, title=title) is not None
-    if getattr(opts, "deltas", False):
+    if report.options.figures.deltas:
         def spacings(ax, row, evals, fit, title):
             ok = fit is not None and getattr(fit, "status", "") == "success"
             level_spacings(evals, xmin=fit.xmin if ok else None, ax=ax, title=title)

