@@ -44,8 +44,10 @@ DE = defaults_of("get_ESD")
 def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     read = options.read
+    # 'revision' (a Hub model's branch, tag or commit) comes from the option schema once it lists it
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
-                        split_fused=read.split_fused, trust_pickle=read.trust_pickle)
+                        split_fused=read.split_fused, trust_pickle=read.trust_pickle,
+                        revision=getattr(read, "revision", None))
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
