@@ -78,3 +78,11 @@ def test_outside_a_kernel_plot_true_only_writes_files(tmp_path, monkeypatch):
     monkeypatch.setattr(display, "show_inline", lambda figs: shown.append(list(figs)))
     r = spectralwatch.analyze(np.random.default_rng(2).standard_normal((80, 40)), plot=True, savefig=tmp_path)
     assert r.figures and not shown
+
+
+def test_names_from_a_file_are_escaped_in_the_notebook_outputs():
+    rng = np.random.default_rng(3)
+    evil = "<img src=x onerror=alert(1)>"
+    r = spectralwatch.analyze({f"{evil}.weight": rng.standard_normal((80, 40))})
+    for html in (r._repr_html_(), r.style().to_html()):
+        assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -118,5 +118,5 @@ def styled_details(details, columns=None):
     styler = frame.style.apply(row_colours, axis=None)
     if "alpha" in frame.columns:
         styler = styler.apply(alpha_colour, subset=["alpha"])
-    styler = styler.format(lambda v: fmt_value(v), na_rep="")
+    styler = styler.format(lambda v: fmt_value(v), na_rep="", escape="html")  # names come from model files
     return styler.hide(axis="index")
