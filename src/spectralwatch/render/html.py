@@ -159,8 +159,8 @@ def layer_table(report, *, interactive: bool = True, max_rows: int | None = None
         cells.append(f"<td><span class='tag {cls}'>{escape(words.split(':')[0])}</span></td>")
         body.append(f"<tr class='{row_class(row)}' data-warning='{escape(str(row.get('warning', '')))}' "
                     f"data-status='{escape(str(row.get('status', '')))}'>{''.join(cells)}</tr>")
-    ident = " id='layers'" if interactive else ""
-    return f"<table{ident} class='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    ident = " id='layers'" if interactive else " class='layers'"
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _anchor(row) -> str:

@@ -45,7 +45,7 @@ h2 { font-size:17px; margin:28px 0 10px; border-bottom:1px solid var(--line); pa
 table { border-collapse:collapse; width:100%; font-size:12.5px; }
 th, td { padding:4px 8px; border-bottom:1px solid #eef1f5; text-align:left; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
-table.layers thead th { position:sticky; top:0; background:#eef3f8; z-index:1; }
+#layers thead th, table.layers thead th { position:sticky; top:0; background:#eef3f8; z-index:1; }
 #layers thead th { cursor:pointer; user-select:none; }
 #layers thead th:hover { background:#dde7f1; }
 #layers thead th[aria-sort=ascending]::after { content:" \\25B2"; font-size:10px; }
