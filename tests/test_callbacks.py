@@ -272,6 +272,16 @@ def _keras():
     return keras
 
 
+@pytest.fixture(autouse=True)
+def _fresh_keras_names():
+    """Keras numbers layer names per process (dense, dense_1...): leave the counter as it was found."""
+    yield
+    if "keras" in __import__("sys").modules:
+        import keras
+
+        keras.backend.clear_session()
+
+
 def _keras_fit(keras, tmp_path, callbacks, epochs=3):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"),

@@ -2,6 +2,7 @@
 
 import os
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -38,3 +39,5 @@ def test_snippet_runs(code, tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the frameworks' own deprecation notices
         exec(compile(code, str(DOC), "exec"), {"__name__": "__docs__"})
+    if "keras" in sys.modules:  # Keras numbers layer names per process: leave the counter as it was found
+        sys.modules["keras"].backend.clear_session()
