@@ -10,7 +10,7 @@ import pytest
 
 import spectralwatch
 from spectralwatch.io.sources.base import LayerRef
-from spectralwatch.options.options import make_options
+from spectralwatch.options import make_options
 from spectralwatch.pipeline.executors import is_executor, resolve_executor, run_layers
 from spectralwatch.pipeline.layer import layer_geometry
 

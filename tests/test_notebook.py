@@ -70,7 +70,9 @@ def _outputs(cell, mime):
 
 
 def _text(cell):
-    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+    # stdout only: stderr may carry notices such as matplotlib building its font cache
+    return "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream"
+                   and o.get("name") == "stdout")
 
 
 def _pngs(cell):

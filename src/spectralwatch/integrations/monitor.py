@@ -20,7 +20,7 @@ import time
 import warnings
 
 from ..errors import InvalidParameterError, NoLayersError
-from ..options.options import make_options
+from ..options import make_options
 from ..pipeline.analyze import run
 from ..pipeline.executors import resolve_executor
 
