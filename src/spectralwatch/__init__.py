@@ -35,6 +35,12 @@ from .tools.compare import Comparison, compare
 from .tools.distances import ModelDistances, distances
 from .tools.editing import EditResult, svd_sharpness, svd_smoothing
 
+from .core.fit.powerlaw import set_fit_drawer
+from .render.plots.layer import fit_figure
+
+set_fit_drawer(fit_figure)  # PowerLawFit.plot (core/ cannot import the renderer itself)
+del set_fit_drawer, fit_figure
+
 __all__ = [
     "analyze",
     "iter_analyze",

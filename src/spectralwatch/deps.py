@@ -23,6 +23,7 @@ _EXTRAS = {
     "flax": "jax",
     "dask": "dask",
     "distributed": "dask",
+    "huggingface_hub": "hub",
 }
 
 

@@ -44,8 +44,10 @@ DE = defaults_of("get_ESD")
 def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     read = options.read
+    # 'revision' (a Hub model's branch, tag or commit) comes from the option schema once it lists it
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
-                        split_fused=read.split_fused, trust_pickle=read.trust_pickle)
+                        split_fused=read.split_fused, trust_pickle=read.trust_pickle,
+                        revision=getattr(read, "revision", None))
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
@@ -301,8 +303,24 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
     options = state["options"]
     report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
     if options.figures.plot:
-        report.figures = save_figures(report, options.figures.savefig)
+        _plot(report, options.figures.savefig)
     return report
+
+
+def _plot(report: Report, savefig) -> None:
+    """``plot=True``: write the figures into ``savefig``; inside a Jupyter kernel also show them
+    under the cell (as WeightWatcher does), from a temporary folder when there is no ``savefig``."""
+    from ..render.plots.display import in_notebook, show_inline
+
+    if savefig:
+        report.figures = save_figures(report, savefig)
+        if in_notebook():
+            show_inline(report.figures)
+    elif in_notebook():
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="spectralwatch-figures-") as tmp:
+            show_inline(save_figures(report, tmp))
 
 
 def _done_rows(done, chosen: list, options: Options) -> dict:

@@ -1,4 +1,5 @@
-"""Where layers are analysed: in this process (one thread or several), a process pool, or Dask.
+"""Where layers are analysed: in this process (one thread or several), a process pool, Dask, or
+any :class:`concurrent.futures.Executor` the caller owns (loky, ``mpi4py.futures``, Ray's executor...).
 
 Every executor runs the same pure per-layer function (:func:`spectralwatch.layer.analyze_layer`)
 and yields results in model order, so the table is identical whichever runs it. Tasks carry a
@@ -16,6 +17,10 @@ of the fit side by side.
 At most ``2 x workers`` tasks are in flight, so the driver never holds more than a few tensors.
 A worker process that dies (killed, out of memory) costs only its layer: the pool is rebuilt and
 the pending layers are resubmitted; a layer that kills a worker twice gets a ``failed`` row.
+
+An executor passed in by the caller is used as it is and never shut down: spectralwatch cannot
+rebuild it, so a layer whose task raises (a dead worker, a lost node) gets a ``failed`` row
+naming the executor and the error, and the other layers go on.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import numpy as np
 from ..errors import InvalidParameterError, SpectralWatchError
 from .layer import LayerResult, analyze_layer, failed_result
 
-__all__ = ["resolve_executor", "run_layers"]
+__all__ = ["resolve_executor", "run_layers", "is_executor"]
 
 _MAX_REF_BYTES = 1 << 16  # a picklable tensor reference larger than this is not a file reference
 # below ~10 ms of linear algebra (60 layers of 64 x 64) threads only add their overhead (measured:
@@ -109,10 +114,23 @@ def resolve_executor(executor, workers):
         return ("dask", executor.replace("dask://", "tcp://", 1))
     if type(executor).__module__.startswith("distributed") and hasattr(executor, "submit"):
         return ("dask", executor)
+    if is_executor(executor):
+        return ("executor", executor)
     raise InvalidParameterError(
         "The 'executor' parameter of analyze must be None, 'serial', 'threads', 'processes', a dask "
-        "distributed.Client "
-        f"or a scheduler address 'dask://host:port'. Got {executor!r}.")
+        "distributed.Client, a scheduler address 'dask://host:port' or a concurrent.futures.Executor "
+        f"(loky, mpi4py.futures, Ray...). Got {executor!r}.")
+
+
+def is_executor(obj) -> bool:
+    """A :class:`concurrent.futures.Executor`, or an object with its methods (``submit``, ``map``,
+    ``shutdown``) such as executors that do not derive from the standard class."""
+    from concurrent.futures import Executor
+
+    if isinstance(obj, Executor):
+        return True
+    return not isinstance(obj, (str, bytes)) and all(callable(getattr(obj, m, None))
+                                                     for m in ("submit", "map", "shutdown"))
 
 
 def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator[tuple]:
@@ -129,6 +147,9 @@ def run_layers(tasks: list, options, *, executor=None, workers=None) -> Iterator
         kind = "serial"
     if kind == "dask":
         yield from _run_dask(tasks, options, detail)
+        return
+    if kind == "executor":
+        yield from _run_executor(tasks, options, detail)
         return
     from ..core.spectrum import one_blas_thread
 
@@ -221,7 +242,13 @@ def _run_processes(tasks: list, options, n: int) -> Iterator[tuple]:
             limit = 2 * n if breaks < 2 else 1
             while queue and len(pending) < limit:
                 i = queue.popleft()
-                pending.append((i, pool.submit(_task, _payload(tasks[i][0]), options, tasks[i][1])))
+                try:
+                    pending.append((i, pool.submit(_task, _payload(tasks[i][0]), options, tasks[i][1])))
+                except BrokenProcessPool:  # a pending task broke the pool since: its result says so below
+                    queue.appendleft(i)
+                    if not pending:
+                        raise
+                    break
             index, future = pending.popleft()
             ref, geometry = tasks[index]
             try:
@@ -241,6 +268,58 @@ def _run_processes(tasks: list, options, n: int) -> Iterator[tuple]:
             yield ref, results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_executor(tasks: list, options, pool) -> Iterator[tuple]:
+    """Layers on a caller's executor, at most ``2 x`` its workers in flight, results in task order.
+
+    A :class:`~concurrent.futures.ThreadPoolExecutor` runs in this process: its threads are given
+    the references themselves (they read their tensors when they start) and BLAS is held to one
+    thread for the whole run here, as :func:`_run_threads` does. Any other executor is taken to
+    run elsewhere: it gets what :func:`_payload` ships, and each task holds BLAS to one thread in
+    its worker. Either way every layer is computed as in the serial run, bit for bit.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..core.spectrum import one_blas_thread
+
+    in_process = isinstance(pool, ThreadPoolExecutor)
+    size = getattr(pool, "_max_workers", None)  # the standard executors and loky keep their size there
+    window = 2 * (size if isinstance(size, int) and size > 0 else _cpu_count())
+    where = type(pool).__name__
+    pending: deque = deque()  # (index, future or the exception submit raised), in order
+    nxt = 0
+    with one_blas_thread():
+        try:
+            while nxt < len(tasks) or pending:
+                while nxt < len(tasks) and len(pending) < window:
+                    ref, geometry = tasks[nxt]
+                    try:
+                        future = (pool.submit(analyze_layer, ref, options, geometry) if in_process
+                                  else pool.submit(_task, _payload(ref), options, geometry))
+                    except RuntimeError as exc:  # shut down, or broken by an earlier task
+                        if nxt == 0:
+                            raise InvalidParameterError(f"The executor {where} given to analyze does not accept "
+                                                        f"tasks ({exc}): pass one that is running.") from exc
+                        future = exc
+                    pending.append((nxt, future))
+                    nxt += 1
+                index, future = pending.popleft()
+                ref, geometry = tasks[index]
+                try:
+                    if isinstance(future, BaseException):
+                        raise future
+                    results = future.result()
+                except SpectralWatchError:
+                    raise
+                except Exception as exc:  # a dead worker, a lost node, an unpicklable task...
+                    results = [failed_result(geometry, f"lost in the executor {where}: "
+                                                       f"{type(exc).__name__}: {exc}")]
+                yield ref, results
+        finally:
+            for _, future in pending:
+                if not isinstance(future, BaseException):
+                    future.cancel()
 
 
 def _run_dask(tasks: list, options, client_or_address) -> Iterator[tuple]:

@@ -20,7 +20,7 @@ import numpy as np
 from ..core.columns import FIT_COLUMNS, HTML_COLUMNS
 from .text import fmt_value
 
-__all__ = ["report_html", "reading", "tail_class"]
+__all__ = ["report_html", "reading", "tail_class", "summary_cards", "layer_table", "row_class"]
 
 _CARDS = (("alpha", "mean α", "power-law exponent of the ESD tail; 2-6 is well trained, near 2 best"),
           ("alpha_weighted", "mean α̂", "alpha_weighted = α·log10 λmax; compares models of different depth"),
@@ -103,7 +103,8 @@ def _png(draw, canvas, kind=None) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _cards(report) -> str:
+def summary_cards(report) -> str:
+    """The summary cards of a report (HTML): layer counts, the mean metrics, the flagged layers."""
     s = report.summary
     cards = [f"<div class='card'><div class='k'>layers</div><div class='v'>{report.num_layers}</div>"
              f"<div class='h'>{report.num_failed} failed, {len(report.skipped)} skipped</div></div>"]
@@ -121,35 +122,45 @@ def _cards(report) -> str:
     return "<div class='cards'>" + "".join(cards) + "</div>"
 
 
-def _row_class(row) -> str:
+def row_class(row) -> str:
+    """The CSS class of a layer's row: ``'failed'``, ``'over'`` (over-trained), ``'under'`` or ``''``."""
     if row.get("status") == "failed":
         return "failed"
     w = row.get("warning", "")
     return {"over-trained": "over", "under-trained": "under"}.get(w, "")
 
 
-def _table(report) -> str:
+def layer_table(report, *, interactive: bool = True, max_rows: int | None = None) -> str:
+    """The table of layers (HTML), rows coloured by warning, a reading of each layer's tail.
+
+    ``interactive``: the page's table (``id='layers'``, which its script sorts and filters, names
+    linking to the ESD figures); otherwise a plain table that can stand in any page (a notebook).
+    ``max_rows``: at most this many rows, in model order.
+    """
     d = report.details
     cols = [c for c in HTML_COLUMNS if c in d.columns]
-    head = "".join(f"<th data-col='{escape(c)}' title='click to sort'>{escape(c)}</th>" for c in cols)
+    tip = " title='click to sort'" if interactive else ""
+    head = "".join(f"<th data-col='{escape(c)}'{tip}>{escape(c)}</th>" for c in cols)
     head += "<th>tail</th>"
     body = []
-    for row in d.to_dict("records"):
+    records = d.to_dict("records")
+    for row in records[:max_rows] if max_rows is not None else records:
         cells = []
         failed = row.get("status") == "failed"
         for c in cols:
             v = None if failed and c in FIT_COLUMNS else row.get(c)  # not the -1 placeholders
             num = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
             text = escape(_fmt(v))
-            if c == "name":
+            if c == "name" and interactive:
                 text = f"<a href='#layer-{_anchor(row)}'>{text}</a>"
             attr = f" data-v='{float(v)!r}'" if num and math.isfinite(float(v)) else ""
             cells.append(f"<td{attr}{' class=num' if num else ''}>{text}</td>")
         cls, words = tail_class(row.get("alpha") if row.get("status") == "success" else None)
         cells.append(f"<td><span class='tag {cls}'>{escape(words.split(':')[0])}</span></td>")
-        body.append(f"<tr class='{_row_class(row)}' data-warning='{escape(str(row.get('warning', '')))}' "
+        body.append(f"<tr class='{row_class(row)}' data-warning='{escape(str(row.get('warning', '')))}' "
                     f"data-status='{escape(str(row.get('status', '')))}'>{''.join(cells)}</tr>")
-    return (f"<table id='layers'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    ident = " id='layers'" if interactive else " class='layers'"
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _anchor(row) -> str:
@@ -172,7 +183,7 @@ def _layer_sections(report, canvas, limit: int) -> str:
         def draw(ax, evals=evals, fit=fit, title=layer_title(row)):
             esd_loglog(evals, fit, ax=ax, title=title)
 
-        cls = _row_class(row)
+        cls = row_class(row)
         note = escape(str(row.get("message") or ""))
         out.append(f"<figure id='layer-{_anchor(row)}' class='layer {cls}'><img alt='ESD of layer "
                    f"{escape(str(row['layer_id']))}' src='{_png(draw, canvas, 'esd')}'>"
@@ -246,7 +257,7 @@ def report_html(report, *, title=None, figures=True, layer_figures=300) -> str:
 <title>spectralwatch: {escape(name)}</title><style>{CSS}</style></head>
 <body><header><h1>spectralwatch report: {escape(name)}</h1>
 <p class="sub">{escape(str(report.source))} · spectralwatch {escape(__version__)} · {stamp}</p></header>
-<main>{_cards(report)}
+<main>{summary_cards(report)}
 <h2>Reading</h2><ul class="reading">{reading_html}</ul>
 {figs_html}
 <h2>Layers</h2>
@@ -257,7 +268,7 @@ def report_html(report, *, title=None, figures=True, layer_figures=300) -> str:
 <p class="note">Click a column header to sort (again to reverse); click a name to see its ESD.
 Rows: <span class="tag over">over-trained</span> <span class="tag under">under-trained</span>
 <span class="tag na">failed</span>.</p>
-<div class="scroll">{_table(report)}</div>
+<div class="scroll">{layer_table(report)}</div>
 {layers_html}
 <h2>Skipped layers</h2>{_skipped(report)}
 <h2>How to read the columns</h2>{_GLOSSARY}

@@ -1,13 +1,20 @@
-"""The inline stylesheet and script of the HTML report (see :mod:`spectralwatch.html`).
+"""The inline stylesheet and script of the HTML report (see :mod:`spectralwatch.render.html`).
+
+:data:`PALETTE` holds the warning colours, shared by the page, the notebook display of a report
+(:mod:`spectralwatch.render.notebook`, whose stylesheet is :data:`CSS` scoped to one element by
+:func:`scoped_css`) and ``Report.style()``.
 
 The script has no dependency and touches nothing outside the page: it sorts the layer table when a
 header is clicked (numbers numerically, text alphabetically, empty cells last) and filters its
 rows by free text and by warning.
 """
 
-CSS = """
-:root { --ink:#1d2733; --mut:#5b6877; --line:#dfe5ec; --bg:#f6f8fb; --blue:#0072B2; --good:#0b7a55;
-        --fair:#8a6d00; --over:#c0392b; --under:#c26a00; --na:#7f7f7f; }
+#: the colours of the readings: text, and the background of a table row
+PALETTE = {"ink": "#1d2733", "mut": "#5b6877", "line": "#dfe5ec", "bg": "#f6f8fb", "blue": "#0072B2",
+           "good": "#0b7a55", "fair": "#8a6d00", "over": "#c0392b", "under": "#c26a00", "na": "#7f7f7f",
+           "over_row": "#fdf1ef", "under_row": "#fef5ea", "na_row": "#f4f4f4"}
+
+CSS = (":root { " + " ".join(f"--{k}:{v};" for k, v in PALETTE.items() if not k.endswith("_row")) + " }" + """
 * { box-sizing: border-box; }
 body { margin:0; font:14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--ink); background:var(--bg); }
 header { background:#14304f; color:#fff; padding:18px 28px; }
@@ -38,11 +45,13 @@ h2 { font-size:17px; margin:28px 0 10px; border-bottom:1px solid var(--line); pa
 table { border-collapse:collapse; width:100%; font-size:12.5px; }
 th, td { padding:4px 8px; border-bottom:1px solid #eef1f5; text-align:left; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
-#layers thead th { position:sticky; top:0; background:#eef3f8; cursor:pointer; user-select:none; z-index:1; }
+#layers thead th, table.layers thead th { position:sticky; top:0; background:#eef3f8; z-index:1; }
+#layers thead th { cursor:pointer; user-select:none; }
 #layers thead th:hover { background:#dde7f1; }
 #layers thead th[aria-sort=ascending]::after { content:" \\25B2"; font-size:10px; }
 #layers thead th[aria-sort=descending]::after { content:" \\25BC"; font-size:10px; }
-tr.over td { background:#fdf1ef; } tr.under td { background:#fef5ea; } tr.failed td { color:var(--na); background:#f4f4f4; }
+tr.over td { background:""" + PALETTE["over_row"] + """; } tr.under td { background:""" + PALETTE["under_row"] + """; }
+tr.failed td { color:var(--na); background:""" + PALETTE["na_row"] + """; }
 tr:hover td { background:#eaf2fb; }
 td a { color:var(--blue); text-decoration:none; }
 .layers { display:grid; grid-template-columns:repeat(auto-fill, minmax(470px, 1fr)); gap:12px; }
@@ -53,7 +62,29 @@ figcaption { font-size:12px; color:var(--mut); word-break:break-all; }
 .note { color:var(--mut); font-size:12.5px; }
 table.plain { background:#fff; border:1px solid var(--line); }
 dl.glossary dt { font-weight:600; margin-top:6px; } dl.glossary dd { margin:0 0 0 18px; color:#35414f; }
-"""
+""")
+
+_PAGE_SELECTORS = ("body", "header", "main", "h2", "*")
+
+
+def scoped_css(scope: str) -> str:
+    """:data:`CSS` for a fragment inside a page that is not ours (a notebook): every rule applies
+    only under the selector ``scope``; the rules of the page itself (body, header, headings) are
+    left out and the colour variables are defined on ``scope``."""
+    out = []
+    for rule in CSS.split("}"):
+        if "{" not in rule:
+            continue
+        selectors, body = rule.split("{", 1)
+        kept = []
+        for sel in (x.strip() for x in selectors.split(",")):
+            if sel == ":root":
+                kept.append(scope)
+            elif sel and not sel.split()[0].startswith(_PAGE_SELECTORS):
+                kept.append(f"{scope} {sel}")
+        if kept:
+            out.append(f"{', '.join(kept)} {{{body}}}")
+    return "\n".join(out)
 
 JS = """
 (function () {

@@ -202,6 +202,112 @@ class Report:
         Path(path).write_text(text, encoding="utf-8")
         return None
 
+    # ---- notebooks and loggers ------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """What Jupyter shows: summary cards, the reading in words, the coloured layer table
+        (see :func:`spectralwatch.render.notebook.report_fragment`)."""
+        from ..render.notebook import report_fragment
+
+        return report_fragment(self)
+
+    def style(self, columns=None):
+        """The details table as a pandas Styler, coloured as on the terminal.
+
+        Over-trained rows (alpha < 2) red, under-trained (alpha > 6) amber, failed grey, an alpha
+        in [2, 6] green; the fit columns of failed rows blank. ``columns``: which to show (default:
+        those of the HTML report's table; ``'all'``). See
+        :func:`spectralwatch.render.notebook.styled_details`.
+        """
+        from ..render.notebook import styled_details
+
+        return styled_details(self.details, columns)
+
+    def plot_esd(self, layer, kind: str = "loglog", ax=None):
+        """Draw one figure of a layer and return its matplotlib Axes (shown inline in a notebook).
+
+        Parameters
+        ----------
+        layer : int, str or (int, int)
+            A layer id, a layer name, or ``(layer_id, slice_id)`` for an unpooled slice.
+        kind : str
+            ``'loglog'`` (the ESD on log-log axes with the fitted power law), ``'linear'``,
+            ``'loglinear'``, ``'ks'`` (the KS distance of each candidate xmin), ``'alpha'`` (alpha
+            of each candidate xmin), or WeightWatcher's file names of these ``'esd'``, ``'esd2'``
+            ... ``'esd5'``; with the optional analyses, also ``'mpfit1'``, ``'mpfit2'``,
+            ``'randesd1'``, ``'randesd2'``, ``'detX'`` ... (those ``analyze(plot=True)`` writes).
+        ax : matplotlib Axes, optional
+            Where to draw (default: a new figure, which a notebook shows under the cell).
+
+        Raises
+        ------
+        KeyError
+            No eigenvalues of this layer in the report (not analysed, failed, or resumed).
+        ValueError
+            An unknown ``kind``, or one that does not apply to this layer.
+        """
+        from ..render.plots.base import new_axes
+        from ..render.plots.layer import layer_title
+        from ..render.plots.rmt import drawers
+
+        kinds = {"loglog": "esd", "linear": "esd2", "loglinear": "esd3", "ks": "esd4", "alpha": "esd5"}
+        key = self._key(layer)
+        evals, fit = self._evals[key], self._fits.get(key)
+        rows = self.details[self.details["layer_id"] == key[0]]
+        if "slice_id" in rows and len(rows) > 1:
+            rows = rows[rows["slice_id"] == key[1]]
+        row = rows.iloc[0].to_dict()
+        extra = drawers(self)
+        name = kinds.get(kind, kind)
+        if name not in set(kinds.values()) | set(extra):
+            raise ValueError(f"Unknown kind {kind!r} of plot_esd: one of {sorted(kinds) + sorted(extra)} "
+                             "(or WeightWatcher's 'esd' ... 'esd5').")
+        ax = new_axes(ax)
+        title = layer_title(row)
+        if name in extra:
+            drawn = extra[name](ax, row, evals, fit, title)
+        else:
+            from ..render.plots.layer import draw_layer_figure
+
+            drawn = draw_layer_figure(name, ax, evals, fit, title)
+        if not drawn:
+            raise ValueError(f"The {kind!r} figure does not apply to layer {layer!r} (no power-law scan, or "
+                             "not a square matrix for 'mpfit1').")
+        return ax
+
+    def to_scalars(self, prefix: str = "spectralwatch/") -> dict:
+        """The report as a flat ``{name: float}`` that any experiment logger accepts.
+
+        Keys (each preceded by ``prefix``):
+
+        * the summary means of :attr:`summary` (``alpha``, ``alpha_weighted``, ``log_norm``,
+          ``log_alpha_norm``, ``log_spectral_norm``, ``stable_rank``, and ``mp_softrank``, ``num_averaged``,
+          ``num_flagged`` when the report has them);
+        * ``alpha_min``, ``alpha_max``: the extreme alphas of the successfully fitted layers;
+        * ``num_layers`` (rows of the details table), ``num_failed``, ``num_skipped``,
+          ``num_over_trained`` (alpha < 2), ``num_under_trained`` (alpha > 6), and
+          ``num_fit_flagged`` (a non-empty ``fit_quality``, when the statistics options are on).
+
+        A value that does not exist (no layer fitted: the means are NaN) is left out rather than
+        given as NaN, which some loggers reject.
+        """
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str; got {prefix!r}")
+        d = self.details
+        out = {k: float(v) for k, v in self.summary.items()}
+        ok = d[d["status"] == "success"] if "status" in d else d
+        alpha = ok["alpha"].to_numpy(dtype=float) if "alpha" in ok else np.empty(0)
+        alpha = alpha[np.isfinite(alpha)]
+        if alpha.size:
+            out["alpha_min"], out["alpha_max"] = float(alpha.min()), float(alpha.max())
+        warning = d["warning"] if "warning" in d else None
+        out.update(num_layers=float(self.num_layers), num_failed=float(self.num_failed),
+                   num_skipped=float(len(self.skipped)),
+                   num_over_trained=float((warning == "over-trained").sum()) if warning is not None else 0.0,
+                   num_under_trained=float((warning == "under-trained").sum()) if warning is not None else 0.0)
+        if "fit_quality" in d:
+            out["num_fit_flagged"] = float((d["fit_quality"].fillna("") != "").sum())
+        return {f"{prefix}{k}": v for k, v in out.items() if math.isfinite(v)}
+
     def __repr__(self) -> str:
         head = f"<spectralwatch Report: {self.num_layers} layers"
         if self.num_failed:

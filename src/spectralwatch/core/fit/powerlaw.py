@@ -58,9 +58,19 @@ from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's
 )
 from ...errors import InvalidParameterError
 
-__all__ = ["fit_checked", "PowerLawFit", "fit_power_law"]
+__all__ = ["fit_checked", "PowerLawFit", "fit_power_law", "set_fit_drawer"]
 
 FIX_FINGERS = (None, False, "xmin_peak", "clip_xmax")
+
+
+# The figure of a fit is drawn by spectralwatch.render (core imports no renderer): `import
+# spectralwatch` registers its drawer here (render.plots.layer.fit_figure).
+_DRAWER: list = []
+
+
+def set_fit_drawer(draw) -> None:
+    """Register the function that draws a fit: ``draw(fit, *, ax=None, title=None) -> Axes``."""
+    _DRAWER[:] = [draw]
 
 
 def _frozen(values=()) -> np.ndarray:
@@ -162,6 +172,18 @@ class PowerLawFit:
         if bad:
             raise _invalid("alternatives", "among " + ", ".join(repr(a) for a in ALTERNATIVES), bad[0])
         return compare_tails(self.data, self.xmin, alternatives=alts, level=level)
+
+    def plot(self, ax=None, *, title=None):
+        """The log-log ESD of the fitted eigenvalues with the fitted power law from ``xmin``.
+
+        Returns the matplotlib Axes (a new figure, shown inline in a notebook, when ``ax`` is
+        None); a failed fit draws the histogram and says why it failed. See
+        :func:`spectralwatch.render.plots.layer.esd_loglog` (needs matplotlib:
+        ``pip install 'spectralwatch[plot]'``).
+        """
+        if not _DRAWER:  # pragma: no cover - registered by `import spectralwatch`
+            raise RuntimeError("No figure drawer is registered: import spectralwatch first.")
+        return _DRAWER[0](self, ax=ax, title=title)
 
     def ks_curve(self) -> np.ndarray:
         """Exact KS distance ``D_i`` of every candidate in :attr:`xmins`, for plots."""

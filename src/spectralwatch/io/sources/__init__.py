@@ -9,7 +9,21 @@
   a Flax NNX module or a JAX array;
 * a numpy array (one layer, named ``W``);
 * a nested mapping of arrays (a Flax / Optax / Haiku parameter tree);
-* a mapping of names to arrays / tensors (a state dict, possibly a wrapped checkpoint).
+* a mapping of names to arrays / tensors (a state dict, possibly a wrapped checkpoint);
+* ``hf://org/name[@revision]``: a model on the Hugging Face Hub, downloaded into (or, with
+  ``HF_HUB_OFFLINE=1``, read from) the ``huggingface_hub`` cache, then read as a folder (:mod:`.hub`);
+* anything a reader plugin accepts (below), when no built-in reader does.
+
+Reader plugins: an installed distribution declares a reader class in the entry-point group
+``spectralwatch.sources`` (``[project.entry-points."spectralwatch.sources"]`` in its
+``pyproject.toml``: ``name = "package.module:ReaderClass"``). The class has the interface of
+:class:`BaseSource`: ``can_open(obj)`` (a classmethod; by default true for a path ending in one of
+its ``extensions``), a constructor ``ReaderClass(obj, *, start_id=None)``, ``format``,
+``description`` and ``layers()``, which yields :class:`LayerRef` records in model order. Built-in
+readers are asked first (a plugin cannot take over ``.safetensors``); the plugins are asked, in
+the order of their entry-point names, when none accepts the input: a path of an unknown
+extension, a folder without weight files, an object of an unknown type. A plugin that fails to
+load is skipped with a warning naming it. See docs/integrations.md for a worked example.
 
 :func:`open_model` adds the derived views of ``analyze``'s options: ``peft`` (LoRA products),
 ``base_model`` (differences with a base model) and ``split_fused``. See ``docs/formats.md``.
@@ -26,12 +40,15 @@ from __future__ import annotations
 
 import os
 
+import warnings
+
 from ...deps import is_available
 from ...errors import InvalidParameterError, ModelFileNotFoundError, UnknownFormatError
 from ._common import BaseSource, check_start_id, path_text
 from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
 from .folder import FolderSource, single_model_file
 from .gguf_ import GGUFFileSource
+from .hub import is_hub_url, looks_like_hub_id, resolve_hub_model
 from .jax_ import FlaxNNXSource, JaxArraySource, JaxTreeSource
 from .keras_ import KerasModelSource
 from .keras_files import KerasFileSource
@@ -42,7 +59,8 @@ from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
 
 __all__ = [
     "open_source", "available_sources", "Source", "LayerRef", "LAYER_TYPES", "ANALYSABLE_TYPES",
-    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model",
+    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model", "BaseSource", "PLUGIN_GROUP",
+    "plugin_sources", "looks_like_hub_id", "resolve_model",
 ]
 
 
@@ -70,17 +88,71 @@ _HINTS = (
 )
 
 
+#: the entry-point group of reader plugins
+PLUGIN_GROUP = "spectralwatch.sources"
+_PLUGINS: list = []  # [(entry point, reader class)], loaded on first use
+_PLUGINS_LOADED: list = []
+
+
+def plugin_sources(*, refresh: bool = False) -> list:
+    """The reader classes of the installed plugins: ``[(entry point, class)]`` by entry-point name.
+
+    Loaded once, on first use (``import spectralwatch`` does not scan the installed packages);
+    ``refresh=True`` scans again. An entry point that fails to import, or whose object has no
+    ``can_open`` or no ``layers``, is skipped with a ``RuntimeWarning`` naming it and its
+    distribution.
+    """
+    if _PLUGINS_LOADED and not refresh:
+        return list(_PLUGINS)
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "an unknown distribution"
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not break spectralwatch
+            warnings.warn(f"The spectralwatch reader plugin '{ep.name}' ({ep.value}, from {dist}) could not be "
+                          f"loaded and is skipped: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        if not (callable(getattr(cls, "can_open", None)) and callable(getattr(cls, "layers", None))):
+            warnings.warn(f"The spectralwatch reader plugin '{ep.name}' ({ep.value}, from {dist}) is skipped: "
+                          "it must be a class with can_open(obj) and layers() (see "
+                          "spectralwatch.io.sources.BaseSource).", RuntimeWarning, stacklevel=2)
+            continue
+        found.append((ep, cls))
+    _PLUGINS[:] = found
+    _PLUGINS_LOADED[:] = [True]
+    return list(found)
+
+
+def _open_with_plugin(model, start_id):
+    """The first plugin reader that accepts ``model``, opened; None when none does."""
+    for ep, cls in plugin_sources():
+        try:
+            accepted = cls.can_open(model)
+        except Exception as exc:
+            warnings.warn(f"The spectralwatch reader plugin '{ep.name}' failed in can_open and is skipped: "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
+            continue
+        if accepted:
+            return cls(model, start_id=start_id)
+    return None
+
+
 def _supported_extensions() -> list[str]:
     exts: list[str] = []
     for cls in FILE_SOURCES:
         exts.extend(cls.extensions)
+    for _, cls in plugin_sources():
+        exts.extend(ext for ext in getattr(cls, "extensions", ()) if ext not in exts)
     return exts
 
 
 def _accepted_inputs() -> str:
     objects = ", ".join(cls.short for cls in OBJECT_SOURCES)
-    return (f"{objects}, or a path (str or os.PathLike) to a folder or to a file ending in "
-            f"{', '.join(_supported_extensions())}")
+    return (f"{objects}, a Hugging Face Hub name 'hf://org/name', or a path (str or os.PathLike) to a "
+            f"folder or to a file ending in {', '.join(_supported_extensions())}")
 
 
 def _torch_extra_hint() -> str:
@@ -93,14 +165,27 @@ def _torch_extra_hint() -> str:
 def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
     text = os.path.expanduser(path_text(path))
     if not os.path.exists(text):
-        raise ModelFileNotFoundError(f"No such file or directory: '{text}'")
+        hint = (f" (to read the Hugging Face Hub model of that name, pass 'hf://{text}')"
+                if looks_like_hub_id(text) else "")
+        raise ModelFileNotFoundError(f"No such file or directory: '{text}'{hint}")
     if os.path.isdir(text):
         text = single_model_file(text) or text
     for cls in FILE_SOURCES:
         if cls.can_open(text):
-            if cls.may_unpickle:
-                return cls(text, start_id=start_id, trust_pickle=trust_pickle)
-            return cls(text, start_id=start_id)
+            try:
+                if cls.may_unpickle:
+                    return cls(text, start_id=start_id, trust_pickle=trust_pickle)
+                return cls(text, start_id=start_id)
+            except UnknownFormatError:  # a folder without weight files: a plugin may read it
+                if cls is not FolderSource:
+                    raise
+                source = _open_with_plugin(text, start_id)
+                if source is None:
+                    raise
+                return source
+    source = _open_with_plugin(text, start_id)
+    if source is not None:
+        return source
     exts = ", ".join(_supported_extensions())
     raise UnknownFormatError(
         f"spectralwatch cannot read the file '{text}': unknown extension. Supported: a folder, or "
@@ -143,11 +228,16 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
     if not isinstance(trust_pickle, bool):
         raise InvalidParameterError(f"The 'trust_pickle' parameter of open_source must be True or False. "
                                     f"Got {trust_pickle!r}.")
+    if is_hub_url(model):
+        model = resolve_hub_model(model)
     if isinstance(model, (str, os.PathLike)):
         return _open_path(model, start_id, trust_pickle)
     for cls in OBJECT_SOURCES:
         if cls.can_open(model):
             return cls(model, start_id=start_id)
+    source = _open_with_plugin(model, start_id)
+    if source is not None:
+        return source
     cls_ = type(model)
     qual = cls_.__qualname__ if cls_.__module__ == "builtins" else f"{cls_.__module__}.{cls_.__qualname__}"
     top = cls_.__module__.split(".")[0]
@@ -160,14 +250,36 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
     )
 
 
+def resolve_model(model, revision=None):
+    """``model``, with a Hub name ``hf://org/name[@revision]`` replaced by its local snapshot folder.
+
+    ``revision`` (a branch, tag or commit hash) applies to Hub names only.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``revision`` given for a model that is not on the Hub.
+    """
+    if is_hub_url(model):
+        return resolve_hub_model(model, revision)
+    if revision is not None:
+        hint = (f" To read the Hub model, name it 'hf://{model}'." if looks_like_hub_id(model) else "")
+        raise InvalidParameterError("The 'revision' parameter applies only to Hugging Face Hub models "
+                                    f"(hf://org/name).{hint}")
+    return model
+
+
 def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False,
-               trust_pickle: bool = False) -> Source:
+               trust_pickle: bool = False, revision=None) -> Source:
     """:func:`open_source`, then the views ``analyze``'s options ask for.
 
     Parameters
     ----------
     model
         Anything :func:`open_source` reads.
+    revision : str, optional
+        For a Hub model (``hf://org/name``): the branch, tag or commit hash to read (default: the
+        repository's default branch). An error for any other model.
     base_model : optional
         Without ``peft``: analyse ``W - W_base`` per matched layer (:mod:`.deltas`). With ``peft``:
         the model the adapter applies to (its ``W`` for ``peft='with_base'``).
@@ -182,6 +294,9 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
     from .fused import FusedSplitSource, model_config
     from .lora import LoraSource, adapter_config
 
+    model = resolve_model(model, revision)
+    if is_hub_url(base_model):
+        base_model = resolve_hub_model(base_model)
     source = open_source(model, start_id=start_id, trust_pickle=trust_pickle)
     if split_fused:
         source = FusedSplitSource(source, model_config(model))
@@ -196,15 +311,19 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
 
 
 def available_sources() -> list[dict]:
-    """The registered readers: ``name``, ``reads``, ``extensions``, ``module``, ``extra``, ``installed``."""
+    """The registered readers: ``name``, ``reads``, ``extensions``, ``module``, ``extra``, ``installed``,
+    ``plugin`` (the entry point ``name = value`` of a plugin reader, ``''`` for a built-in one)."""
     out = []
-    for cls in SOURCES:
+    readers = [(cls, "") for cls in SOURCES] + [(cls, f"{ep.name} = {ep.value}") for ep, cls in plugin_sources()]
+    for cls, plugin in readers:
+        module = getattr(cls, "module", None)
         out.append({
-            "name": cls.name,
-            "reads": cls.reads,
-            "extensions": list(cls.extensions),
-            "module": cls.module,
-            "extra": cls.extra,
-            "installed": cls.module is None or is_available(cls.module),
+            "name": getattr(cls, "name", "") or cls.__name__,
+            "reads": getattr(cls, "reads", ""),
+            "extensions": list(getattr(cls, "extensions", ())),
+            "module": module,
+            "extra": getattr(cls, "extra", None),
+            "installed": module is None or is_available(module),
+            "plugin": plugin,
         })
     return out

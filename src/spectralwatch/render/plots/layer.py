@@ -31,7 +31,7 @@ from .model import alpha_by_layer, alpha_histogram, layer_groups, layer_label, l
 __all__ = [
     "esd_loglog", "esd_linear", "esd_loglinear", "ks_distance", "alpha_vs_xmin",
     "alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label",
-    "model_name", "plot_id", "save_figures",
+    "model_name", "plot_id", "save_figures", "draw_layer_figure", "fit_figure",
     "LAYER_FIGURES", "MODEL_FIGURES", "COLORS", "WELL_TRAINED",
 ]
 
@@ -262,7 +262,7 @@ def layer_title(row) -> str:
     return f"Layer {plot_id(row)}: {shorten(layer_label(row), 60)}"
 
 
-def _draw_layer(kind: str, ax, evals, fit, title: str) -> bool:
+def draw_layer_figure(kind: str, ax, evals, fit, title: str) -> bool:
     """Draw one per-layer figure; False when it does not apply (no KS scan for a failed fit)."""
     if kind == "esd":
         esd_loglog(evals, fit, ax=ax, title=title)
@@ -277,6 +277,17 @@ def _draw_layer(kind: str, ax, evals, fit, title: str) -> bool:
     else:
         alpha_vs_xmin(fit, ax=ax, title=title)
     return True
+
+
+def fit_figure(fit, *, ax=None, title=None):
+    """The figure of a power-law fit on its own (``PowerLawFit.plot``): the log-log ESD of the
+    eigenvalues it was fitted to, with the fitted law from ``xmin`` (see :func:`esd_loglog`).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    return esd_loglog(fit.data, fit, ax=ax, title=title)
 
 
 def _extra_drawers(report):
@@ -342,7 +353,7 @@ def _save_layer(canvas, out: Path, row: dict, report, extras: dict, wanted, fmt:
         if wanted is not None and kind not in wanted:
             continue
         ax = canvas.axes(kind)
-        drawn = extras[kind](ax, row, evals, fit, title) if kind in extras else _draw_layer(
+        drawn = extras[kind](ax, row, evals, fit, title) if kind in extras else draw_layer_figure(
             kind, ax, evals, fit, title)
         if drawn:
             written.append(canvas.save(out / f"ww.layer{plot_id(row)}.{kind}.{fmt}"))
