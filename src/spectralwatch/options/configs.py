@@ -32,6 +32,7 @@ class ReadConfig:
     peft: Any
     split_fused: bool
     trust_pickle: bool
+    revision: str | None
 
 
 @dataclass(frozen=True, kw_only=True)

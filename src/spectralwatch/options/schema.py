@@ -30,6 +30,7 @@ from typing import Any
 
 from .constraints import (
     Anything,
+    Rejected,
     Bool,
     CallableOrNone,
     Choice,
@@ -123,6 +124,12 @@ def _layers_check(value):
     return LayerFilter.parse(value)
 
 
+def _revision_check(value):
+    if value is None or (isinstance(value, str) and value.strip() and "\x00" not in value):
+        return value
+    raise Rejected()
+
+
 def _peft_parse(text: str):
     return {"true": True, "false": False, "yes": True, "no": False}.get(text.lower(), text)
 
@@ -172,6 +179,10 @@ _ANALYSIS = (
     Option("trust_pickle", False, Bool(none_is_false=False), "bool",
            "Let the readers unpickle checkpoints that need it, which EXECUTES code from the file: only for files "
            "you trust. By default such files are refused.", ("read",), "selection", results=False),
+    Option("revision", None, Custom(_revision_check, "None or a str (a branch, tag or commit hash)",
+                                    parse=str, metavar="REV"), "str, optional",
+           "The revision of a Hugging Face Hub model (``hf://org/name``): a branch, tag or commit hash.",
+           ("read",), "selection"),
     # how eigenvalues are computed
     Option("svd_method", "auto", Choice(SVD_METHODS, aliases={"fast": "auto", "accurate": "auto"}),
            "{'auto', 'gram', 'svd'}",
@@ -268,7 +279,8 @@ _ANALYSIS = (
     # figures
     Option("plot", False, Bool(), "bool",
            "Write the figures of every layer and of the model as PNG files into ``savefig``, under "
-           "WeightWatcher's file names.", ("figures",), "figures", results=False, flag=False),
+           "WeightWatcher's file names; in a Jupyter notebook also show them under the cell (with "
+           "``savefig=False``: only show them).", ("figures",), "figures", results=False, flag=False),
     Option("savefig", "ww-img", Folder(), "str, path or bool",
            "Folder of the figures (True: 'ww-img').", ("figures",), "figures", results=False, flag=False),
     Option("deltas", False, Bool(), "bool",
@@ -318,7 +330,7 @@ def _pick(*names) -> tuple:
 
 
 _SELECTION = ("layers", "min_evals", "max_evals", "max_N", "pool", "conv2d_norm", "start_ids", "grouped_conv",
-              "split_fused", "peft", "base_model", "trust_pickle")
+              "split_fused", "peft", "base_model", "trust_pickle", "revision")
 
 # options of the other entry points that are not analysis options
 _OWN = {

@@ -118,11 +118,5 @@ def _block_pools(v: dict, func: str) -> None:
                         "blocks of every kernel position)", "block")
 
 
-def _figures_need_a_folder(v: dict, func: str) -> None:
-    if v.get("plot") and not v.get("savefig"):
-        raise bad_value("savefig", func, "a folder (str or path) or True when plot=True: spectralwatch writes "
-                        "figures to files (draw one yourself with spectralwatch.render.plots)", v.get("savefig"))
-
-
 #: the rules, in the order they apply
-RULES = (_fit_law, _xmin_rule, _fit_quality, _one_walk, _block_pools, _figures_need_a_folder)
+RULES = (_fit_law, _xmin_rule, _fit_quality, _one_walk, _block_pools)

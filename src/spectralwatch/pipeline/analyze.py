@@ -12,6 +12,7 @@ their docstrings is written from it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,10 +45,9 @@ DE = defaults_of("get_ESD")
 def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     read = options.read
-    # 'revision' (a Hub model's branch, tag or commit) comes from the option schema once it lists it
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
                         split_fused=read.split_fused, trust_pickle=read.trust_pickle,
-                        revision=getattr(read, "revision", None))
+                        revision=read.revision)
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
@@ -77,6 +77,7 @@ def analyze(model, *,
         max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
         start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
         peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
+        revision: str | None = D.revision,
         svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
         cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
         fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
@@ -156,6 +157,7 @@ def iter_analyze(model, *,
         max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
         start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
         peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
+        revision: str | None = D.revision,
         svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
         cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
         fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
@@ -321,6 +323,9 @@ def _plot(report: Report, savefig) -> None:
 
         with tempfile.TemporaryDirectory(prefix="spectralwatch-figures-") as tmp:
             show_inline(save_figures(report, tmp))
+    else:
+        warnings.warn("plot=True with savefig=False outside a notebook: the figures are neither saved nor "
+                      "shown (give savefig a folder to write them)", UserWarning, stacklevel=4)
 
 
 def _done_rows(done, chosen: list, options: Options) -> dict:
@@ -353,7 +358,8 @@ def describe(model, *,
         max_N: int | None = DD.max_N, pool: bool = DD.pool, conv2d_norm: bool = DD.conv2d_norm,
         start_ids: int | None = DD.start_ids, grouped_conv: str = DD.grouped_conv,
         split_fused: bool = DD.split_fused, peft: bool | str = DD.peft, base_model: Any = DD.base_model,
-        trust_pickle: bool = DD.trust_pickle, skipped: bool = DD.skipped):
+        trust_pickle: bool = DD.trust_pickle, revision: str | None = DD.revision,
+        skipped: bool = DD.skipped):
     """The layers ``analyze`` would analyse, without computing anything (nothing is loaded).
 
     Parameters
