@@ -322,7 +322,12 @@ def test_every_command_leaves_the_inputs_byte_identical(tmp_path, monkeypatch, c
               str(folder / "model.safetensors"))
     inputs = [model, folder / "model.safetensors"]
     before = [_sha(p) for p in inputs]
-    out = folder / "results.csv"  # the output (and its journal) inside the model's folder
+    inside = folder / "results.csv"  # an output inside the model's folder is refused (docs/robustness.md)
+    assert main(["analyze", str(folder), "--out", str(inside), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "inside the input folder" in err and len(err.splitlines()) == 1
+    assert not inside.exists() and not journal_path(inside).exists()
+    out = tmp_path / "results.csv"
     _interrupted(folder, out, monkeypatch, capsys)
     assert main(["analyze", str(folder), "--out", str(out), "--resume", "--no-progress"]) == 0
     assert main(["analyze", str(model), "--out", str(tmp_path / "o.json"), "--plots", str(tmp_path / "f"),

@@ -24,7 +24,7 @@ from ..core.rmt import shuffled_replicas
 from ..core.rng import layer_rng
 from ..core.spectrum import layer_spectrum, one_blas_thread
 from ..errors import InvalidParameterError, LayerNotFoundError, NoLayersError
-from ..io.sources import open_model
+from ..io.sources import DEFAULT_MAX_WORK_RATIO, input_paths, open_model
 from ..options import DEFAULTS, Options, defaults_of, document_options, keyword_values, suggest_keywords, validate
 from ..render.plots.layer import save_figures
 from ..render.progress import Progress
@@ -45,7 +45,8 @@ def select_layers(model, options: Options):
     """Open ``model`` and split its candidate layers into (to analyse, skipped)."""
     read = options.read
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
-                        split_fused=read.split_fused, trust_pickle=read.trust_pickle)
+                        split_fused=read.split_fused, trust_pickle=read.trust_pickle,
+                        max_work_ratio=getattr(read, "max_work_ratio", DEFAULT_MAX_WORK_RATIO))
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
@@ -230,9 +231,11 @@ def _walk(model, options: Options, *, progress=False, workers=None, executor=Non
 
     ``state`` (a dict), when given, receives ``source``, ``skipped`` and ``options``.
     """
+    base_model = options.base_model
     source, chosen, skipped, options, done = _prepare(model, options, done)
-    if state is not None:
-        state.update(source=source, skipped=skipped, options=options)
+    if state is not None:  # (inputs: the paths read, which no output may replace, io/outputs.py)
+        state.update(source=source, skipped=skipped, options=options,
+                     inputs=tuple(input_paths(model, source, base_model)))
     yield None
     todo = [task for task in chosen if task[0].layer_id not in done]
     if options.walk.intra or options.walk.stacked:  # another walk over the layers (see cross_layer.py)
@@ -300,6 +303,7 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
         rows.extend(outcome.rows)
     options = state["options"]
     report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
+    report.inputs = state["inputs"]
     if options.figures.plot:
         report.figures = save_figures(report, options.figures.savefig)
     return report

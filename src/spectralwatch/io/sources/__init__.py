@@ -29,6 +29,8 @@ import os
 from ...deps import is_available
 from ...errors import InvalidParameterError, ModelFileNotFoundError, UnknownFormatError
 from ._common import BaseSource, check_start_id, path_text
+from .budget import DEFAULT_MAX_WORK_RATIO, check_work_ratio
+from .containment import check_model_path
 from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
 from .folder import FolderSource, single_model_file
 from .gguf_ import GGUFFileSource
@@ -42,7 +44,8 @@ from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
 
 __all__ = [
     "open_source", "available_sources", "Source", "LayerRef", "LAYER_TYPES", "ANALYSABLE_TYPES",
-    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model",
+    "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model", "input_paths", "COMPANION_FILES",
+    "DEFAULT_MAX_WORK_RATIO",
 ]
 
 
@@ -90,17 +93,16 @@ def _torch_extra_hint() -> str:
             "torch.nn.Module objects and .pt/.pth/.bin/.ckpt files.")
 
 
-def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
+def _open_path(path, start_id, trust_pickle: bool, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> BaseSource:
     text = os.path.expanduser(path_text(path))
-    if not os.path.exists(text):
-        raise ModelFileNotFoundError(f"No such file or directory: '{text}'")
+    check_model_path(text)  # missing, a loop of symlinks, a FIFO or a device: refused before opening
     if os.path.isdir(text):
         text = single_model_file(text) or text
     for cls in FILE_SOURCES:
         if cls.can_open(text):
             if cls.may_unpickle:
-                return cls(text, start_id=start_id, trust_pickle=trust_pickle)
-            return cls(text, start_id=start_id)
+                return cls(text, start_id=start_id, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
+            return cls(text, start_id=start_id, max_work_ratio=max_work_ratio)
     exts = ", ".join(_supported_extensions())
     raise UnknownFormatError(
         f"spectralwatch cannot read the file '{text}': unknown extension. Supported: a folder, or "
@@ -108,7 +110,8 @@ def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
     )
 
 
-def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
+def open_source(model, *, start_id=None, trust_pickle: bool = False,
+                max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> Source:
     """Open ``model`` for reading, without loading any weights.
 
     Parameters
@@ -123,6 +126,11 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
         Default False: a file that needs unpickling (a checkpoint holding Python objects, a pickled
         ``.npy``) raises :class:`UnsafeFileError`. True reads it with ``pickle``, which EXECUTES any
         code the file contains: only for files from a trusted source (a warning is given).
+    max_work_ratio : float or None
+        A file is refused (:class:`~spectralwatch.errors.BudgetExceededError`) when the work it asks for
+        (decoded values, listed tensors, header parsing) exceeds this many times its stored tensor bytes
+        plus 64 MiB (:mod:`.budget`; default 64). ``None`` or 0: no limit, for files you trust. In-memory
+        objects are not limited.
 
     Returns
     -------
@@ -143,8 +151,9 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
     if not isinstance(trust_pickle, bool):
         raise InvalidParameterError(f"The 'trust_pickle' parameter of open_source must be True or False. "
                                     f"Got {trust_pickle!r}.")
+    max_work_ratio = check_work_ratio(max_work_ratio, "open_source")  # (validated here until the schema has it)
     if isinstance(model, (str, os.PathLike)):
-        return _open_path(model, start_id, trust_pickle)
+        return _open_path(model, start_id, trust_pickle, max_work_ratio)
     for cls in OBJECT_SOURCES:
         if cls.can_open(model):
             return cls(model, start_id=start_id)
@@ -161,7 +170,7 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
 
 
 def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False,
-               trust_pickle: bool = False) -> Source:
+               trust_pickle: bool = False, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> Source:
     """:func:`open_source`, then the views ``analyze``'s options ask for.
 
     Parameters
@@ -177,15 +186,18 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
         Split fused projections that the model's ``config.json`` describes (:mod:`.fused`).
     trust_pickle : bool
         Unpickle files that need it (model and base model), see :func:`open_source`.
+    max_work_ratio : float or None
+        The work budget of each file read (model and base model), see :func:`open_source`.
     """
     from .deltas import DeltaSource
     from .fused import FusedSplitSource, model_config
     from .lora import LoraSource, adapter_config
 
-    source = open_source(model, start_id=start_id, trust_pickle=trust_pickle)
+    source = open_source(model, start_id=start_id, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
     if split_fused:
         source = FusedSplitSource(source, model_config(model))
-    base = open_source(base_model, trust_pickle=trust_pickle) if base_model is not None else None
+    base = (open_source(base_model, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
+            if base_model is not None else None)
     if peft:
         config, _ = adapter_config(model)
         where = f"'{path_text(model)}'" if isinstance(model, (str, os.PathLike)) else source.description
@@ -193,6 +205,41 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
     if base is not None:
         return DeltaSource(source, base)
     return source
+
+
+#: files beside a model file that the readers may open (peft, split_fused)
+COMPANION_FILES = ("config.json", "adapter_config.json")
+
+
+def input_paths(model, source=None, base_model=None) -> list:
+    """The paths a model (and its base model) was read from: what no output may replace or go into.
+
+    For a path: the path itself (a folder protects everything inside it), and for a file, the companion
+    files beside it that readers open (:data:`COMPANION_FILES`); then whatever the opened ``source``
+    read besides (the shards of a folder, the external data of an ONNX model).
+    """
+    out = []
+    for item in (model, base_model):
+        if isinstance(item, (str, os.PathLike)):
+            path = os.path.expanduser(path_text(item))
+            out.append(path)
+            if not os.path.isdir(path):
+                folder = os.path.dirname(path) or "."
+                out.extend(os.path.join(folder, name) for name in COMPANION_FILES
+                           if os.path.isfile(os.path.join(folder, name)))
+    stack, seen = [source], set()
+    while stack:
+        s = stack.pop()
+        if s is None or id(s) in seen:
+            continue
+        seen.add(id(s))
+        path = getattr(s, "path", None)
+        if isinstance(path, str):
+            out.append(path)
+        out.extend(getattr(s, "files", None) or ())
+        out.extend(getattr(s, "external_files", None) or ())
+        stack.extend(getattr(s, "wrapped", None) or ())
+    return list(dict.fromkeys(out))
 
 
 def available_sources() -> list[dict]:
