@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import spectralwatch
-from spectralwatch.cli.main import main
+from spectralwatch.cli import main
 from spectralwatch.errors import OutputPathError
 from spectralwatch.io.journal import journal_path
 
@@ -279,7 +279,7 @@ def _interrupted_journal(model, tmp_path, monkeypatch, capsys) -> Path:
 
     monkeypatch.setattr(JournalWriter, "add", add)
     out = tmp_path / "out.csv"
-    assert main(["analyze", str(model), "--out", str(out), "--workers", "1", "--no-progress"]) == 1
+    assert main(["analyze", str(model), "--out", str(out), "--workers", "1", "--no-progress"]) == 130  # Ctrl-C
     monkeypatch.setattr(JournalWriter, "add", real)
     capsys.readouterr()
     return out

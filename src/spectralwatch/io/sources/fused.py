@@ -225,6 +225,7 @@ def model_config(model) -> dict:
     import os
 
     if isinstance(model, (str, os.PathLike)):
+        from ...errors import SpectralWatchError
         from .containment import companion_file, read_small_file
 
         cfg = companion_file(os.fspath(model), "config.json")  # inside the model's folder (containment.py)
@@ -232,6 +233,8 @@ def model_config(model) -> dict:
             try:
                 data = json.loads(read_small_file(cfg, "config.json").decode("utf-8"))
                 return data if isinstance(data, dict) else {}
+            except SpectralWatchError:  # refused (a FIFO, over the size limit): said, not ignored
+                raise
             except (OSError, ValueError, RecursionError):  # not readable as JSON: nothing to split by
                 return {}
         return {}

@@ -159,7 +159,7 @@ def read_h5_dataset(path: str, member: str | None, dataset: str) -> np.ndarray:
             data = inflated_member(path, member, zf)
         with h5py.File(io.BytesIO(data), "r") as f:
             return _dataset(path, f, dataset)
-    except CorruptFileError:
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _H5_ERRORS as exc:
         reraise_access_errors(exc)
@@ -303,7 +303,7 @@ def scan_file(path: str, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> list[KerasLay
         check_regular(path, "Keras file")
         with h5py.File(path, "r") as f:
             return _scan_h5(path, f, None, max_work_ratio=max_work_ratio)
-    except CorruptFileError:
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _H5_ERRORS as exc:
         reraise_access_errors(exc)

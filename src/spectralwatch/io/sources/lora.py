@@ -32,7 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ...errors import CorruptFileError, InvalidParameterError
+from ...errors import CorruptFileError, InvalidParameterError, SpectralWatchError
 from ...core.matrices import low_rank_core
 from .base import LayerRef
 from .deltas import match_names
@@ -54,6 +54,8 @@ def adapter_config(model) -> tuple[dict, str]:
         return {}, ""
     try:
         data = json.loads(read_small_file(cfg, "adapter_config.json").decode("utf-8"))
+    except SpectralWatchError:  # refused (a FIFO, over the size limit): said, not ignored
+        raise
     except (OSError, ValueError, RecursionError):  # unreadable: the adapter is read without its config
         return {}, cfg
     return (data if isinstance(data, dict) else {}), cfg

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ...errors import CorruptFileError, UnknownFormatError
+from ...errors import CorruptFileError, SpectralWatchError, UnknownFormatError
 from ._common import (ARRAY_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource, TensorEntry,
                       has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
                       describe_object, foreign_reason, mapping_entries, path_text, reraise_access_errors, type_from_ndim,
@@ -175,7 +175,7 @@ class NpzFileSource(StateDictLikeSource):
                     elif not _numeric_dtype(dtype):
                         continue  # strings, records...: not weights
                     found.append((key, shape, dtype.name))
-        except CorruptFileError:
+        except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
             raise
         except _READ_ERRORS as exc:
             reraise_access_errors(exc)
@@ -244,7 +244,7 @@ def _load_npz_array(path, key: str, trust_pickle: bool = False) -> np.ndarray:
         check_expansion(path, f"array '{key}'", info.file_size, info.compress_size, fmt=".npz file")
         with zf.open(info, "r") as fh:  # zipfile serialises the reads of one archive across threads
             arr = np.lib.format.read_array(fh, allow_pickle=bool(trust_pickle))
-    except CorruptFileError:
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _READ_ERRORS as exc:
         reraise_access_errors(exc)
@@ -297,7 +297,7 @@ class NpyFileSource(BaseSource):
         try:
             with open_regular(self.path, ".npy file") as fh:
                 self.shape, dtype = _npy_entry(self.path, "W", fh, lambda pos: size - pos)
-        except CorruptFileError:
+        except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
             raise
         except _READ_ERRORS as exc:
             reraise_access_errors(exc)
