@@ -159,7 +159,8 @@ def emit_comparison(comparison, fmt: str, out, *, color=False) -> None:
         return
     render = render_markdown if fmt == "markdown" else (lambda f: render_table(f, list(f.columns), color=color))
     print(render(summary), file=out)
-    lines = [f"  by {m:<15} {' > '.join(term_text(n) for n in comparison.ranking(m))}" for m in ("alpha", "alpha_weighted")
+    lines = [f"  by {m:<15} {' > '.join(term_text(n) for n in comparison.ranking(m))}"
+             for m in ("alpha", "alpha_weighted")
              if m in comparison.summary]
     if lines:
         print("\nPredicted from the weights alone, best first (smaller is better):", *lines, sep="\n", file=out)

@@ -39,8 +39,8 @@ import numbers
 
 from ...errors import BudgetExceededError, InvalidParameterError
 
-__all__ = ["Budget", "check_work_ratio", "refused_tensor", "DEFAULT_MAX_WORK_RATIO", "SLACK", "TENSOR_SLACK", "ENTRY_COST",
-           "BYTES_PER_VALUE", "HEADER_COST", "OPTION_HINT"]
+__all__ = ["Budget", "check_work_ratio", "refused_tensor", "DEFAULT_MAX_WORK_RATIO", "SLACK", "TENSOR_SLACK",
+           "ENTRY_COST", "BYTES_PER_VALUE", "HEADER_COST", "OPTION_HINT"]
 
 #: default of the ``max_work_ratio`` option
 DEFAULT_MAX_WORK_RATIO = 64.0

@@ -41,8 +41,9 @@ def file_identity(path_or_fd) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def changed_error(path: str, what: str = "") -> CorruptFileError:
-    return CorruptFileError(f"The file '{path}' changed while it was being read{f' ({what})' if what else ''}: "
+def changed_error(path: str, what: str = "", truncated: bool = False) -> CorruptFileError:
+    how = "was truncated" if truncated else "changed"
+    return CorruptFileError(f"The file '{path}' {how} while it was being read{f' ({what})' if what else ''}: "
                             "another program rewrote or replaced it (a training run saving a checkpoint?). "
                             "Analyse a copy that nothing writes to, or run again once it is written.")
 
@@ -56,7 +57,7 @@ def check_unchanged(path: str, identity: tuple, what: str = "") -> None:
     except FileNotFoundError:
         raise changed_error(path, what or "it was removed") from None
     if now != tuple(identity):
-        raise changed_error(path, what)
+        raise changed_error(path, what, truncated=now[2] < identity[2])
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:

@@ -20,8 +20,8 @@ import numpy as np
 from ...errors import CorruptFileError, SpectralWatchError, UnknownFormatError
 from ._common import (ARRAY_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource, TensorEntry,
                       has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
-                      describe_object, foreign_reason, mapping_entries, path_text, reraise_access_errors, type_from_ndim,
-                      unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
+                      describe_object, foreign_reason, mapping_entries, path_text, reraise_access_errors,
+                      type_from_ndim, unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
 from .base import LayerRef
 from .budget import DEFAULT_MAX_WORK_RATIO, Budget, refused_tensor
 from .containment import open_regular

@@ -184,7 +184,8 @@ def layer_type_breakdown(details, *, ax=None, title=None):
                    medianprops={"color": "black"}, flierprops={"markersize": 3})
         for i, (_, _, values) in enumerate(data, start=1):
             ax.scatter(values, np.full(values.size, i), s=9, color=COLORS["esd"], zorder=3)
-        ax.set_yticks(range(1, len(data) + 1), [f"{figure_text(shorten(k))} ({d.size})" for _, k, d in data], fontsize=8)
+        ax.set_yticks(range(1, len(data) + 1), [f"{figure_text(shorten(k))} ({d.size})" for _, k, d in data],
+                      fontsize=8)
     ax.set_xlabel("α")
     set_title(ax, title, "alpha by kind of layer (number of layers)")
     return ax
