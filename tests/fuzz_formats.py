@@ -5,7 +5,8 @@ run: fixed seeds, fixed zip dates, no timestamps), says which path ``analyze`` i
 each file's header is (bit flips are concentrated there) and which structured corruptions apply
 (header fields set to huge, negative, overlapping or unknown values, with the rest of the file
 left valid so that the deeper checks are reached). :func:`mutants` puts together the fixed
-truncations, the structured corruptions and seeded random byte mutants.
+truncations, the structured corruptions, the hostile shapes of tests/fuzz_hostile.py and seeded random
+byte mutants.
 
 The formats are the files of ``spectralwatch.sources.available_sources()``: ``.npy``, ``.npz``,
 ``.pt`` (zip and legacy torch formats), ``.safetensors``, a sharded safetensors folder, a Hugging
@@ -24,6 +25,7 @@ import struct
 import numpy as np
 
 from fuzz_h5 import H5_FORMATS
+from fuzz_hostile import hostile_mutants
 from fuzz_mutate import (FuzzFormat, Mutant, build_zip, matrix, pickle_mutants, pickle_ops, random_mutants,
                          truncations, zip_field_mutants, zip_members)
 from fuzz_onnx_gguf import GGUF_FORMATS, ONNX_FORMATS
@@ -41,6 +43,7 @@ def mutants(fmt: FuzzFormat, files: dict, n_random: int, seed: int) -> list[Muta
     for name in sorted(files):
         out.extend(truncations(name, files[name], headers.get(name, 64)))
     out.extend(fmt.semantic(files, rng))
+    out.extend(hostile_mutants(fmt.name, files, rng))  # built to do harm rather than damaged (issue 17)
     out.extend(random_mutants(files, headers, rng, n_random, fmt.weights))
     return out
 

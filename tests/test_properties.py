@@ -79,3 +79,45 @@ def test_rank_of_low_rank_products_is_exact(n, m, k, seed):
     W = rng.standard_normal((n, k)) @ rng.standard_normal((k, m))
     s = layer_spectrum(layer_matrices(W, "dense"))
     assert spectral_metrics(s.pooled, s.svals, max(n, m)).matrix_rank == np.linalg.matrix_rank(W)
+
+
+# ---- hostile text and patterns (docs/robustness.md) ------------------------------------------------------
+
+def _regex():
+    """Small regular expressions over the alphabet of module names, nested groups and quantifiers included."""
+    atom = st.sampled_from(["a", "b", ".", r"\.", r"\d", r"\w", "[ab]", "[^.]", "_", "q"])
+    quant = st.sampled_from(["", "*", "+", "?", "*?", "+?", "{1,2}", "{2}"])
+
+    def extend(inner):
+        return st.one_of(
+            st.tuples(inner, inner).map("".join),
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}|{t[1]})"),
+            st.tuples(inner, quant).map(lambda t: f"({t[0]}){t[1]}"),
+        )
+
+    return st.recursive(st.tuples(atom, quant).map("".join), extend, max_leaves=6)
+
+
+@SETTINGS
+@given(_regex(), st.text(alphabet="ab._q1", max_size=14), st.sampled_from(["", "^", "(?:x\\.)?"]))
+def test_pattern_match_agrees_with_python_re(key, name, anchor):
+    import re
+
+    from spectralwatch.io.sources.patterns import pattern_match
+
+    key = anchor + key
+    assert pattern_match(key, name) == (re.match(rf"(.*\.)?({key})$", name) is not None)
+
+
+@SETTINGS
+@given(st.text(max_size=60))
+def test_escaped_text_has_no_control_character_and_no_formula_prefix(text):
+    from spectralwatch.render.safe_text import csv_cell, figure_text, markdown_text, term_text
+
+    for out in (term_text(text), markdown_text(text), figure_text(text)):
+        assert not any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch in "\u202e\u2066\u2028" for ch in out)
+    assert term_text(term_text(text)) == term_text(text)
+    assert "|" not in markdown_text(text).replace("\\|", "")
+    assert figure_text(text).count("$") == figure_text(text).count("\\$")
+    cell = csv_cell(text)
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))

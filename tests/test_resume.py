@@ -167,7 +167,7 @@ def test_an_interrupted_run_resumes_to_the_same_file(model, tmp_path, monkeypatc
     assert main(["analyze", str(model), "--out", str(clean), "--workers", "1"]) == 0
     restore = _interrupt_after(monkeypatch, 2)
     calls.clear()
-    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 1
+    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 130  # interrupted (Ctrl-C)
     err = capsys.readouterr().err
     assert "error: interrupted; the 2 finished layers are kept in" in err and "--resume" in err
     assert calls == ["fc0", "fc1"] and not out.exists()
@@ -190,7 +190,7 @@ def test_resume_gives_the_same_stdout_and_works_with_a_process_pool(model, tmp_p
     assert main(["analyze", str(model), "--format", "csv", "--workers", "1"]) == 0
     clean = capsys.readouterr().out
     restore = _interrupt_after(monkeypatch, 3)
-    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 1
+    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 130  # interrupted (Ctrl-C)
     restore()
     capsys.readouterr()
     assert main(["analyze", str(model), "--out", str(out), "--format", "csv", "--workers", "2", "--resume"]) == 0
@@ -202,7 +202,7 @@ def test_a_line_cut_short_by_a_killed_run_is_dropped(model, tmp_path, monkeypatc
     out, clean = tmp_path / "out.csv", tmp_path / "clean.csv"
     assert main(["analyze", str(model), "--out", str(clean), "--workers", "1"]) == 0
     restore = _interrupt_after(monkeypatch, 3)
-    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 1
+    assert main(["analyze", str(model), "--out", str(out), "--workers", "1"]) == 130  # interrupted (Ctrl-C)
     restore()
     journal = journal_path(out)
     text = journal.read_bytes()
@@ -221,7 +221,7 @@ def test_several_models_resume_in_one_journal(tmp_path, monkeypatch, capsys, cal
     out, clean = tmp_path / "out.csv", tmp_path / "clean.csv"
     assert main(["analyze", str(a), str(b), "--out", str(clean), "--workers", "1"]) == 0
     restore = _interrupt_after(monkeypatch, N_LAYERS + 1)  # in the second model
-    assert main(["analyze", str(a), str(b), "--out", str(out), "--workers", "1"]) == 1
+    assert main(["analyze", str(a), str(b), "--out", str(out), "--workers", "1"]) == 130  # interrupted (Ctrl-C)
     restore()
     calls.clear()
     assert main(["analyze", str(a), str(b), "--out", str(out), "--workers", "1", "--resume"]) == 0
@@ -229,7 +229,7 @@ def test_several_models_resume_in_one_journal(tmp_path, monkeypatch, capsys, cal
     assert out.read_bytes() == clean.read_bytes()
     # another list of models is another run
     restore = _interrupt_after(monkeypatch, 1)
-    assert main(["analyze", str(a), str(b), "--out", str(out), "--workers", "1"]) == 1
+    assert main(["analyze", str(a), str(b), "--out", str(out), "--workers", "1"]) == 130  # interrupted (Ctrl-C)
     restore()
     capsys.readouterr()
     assert main(["analyze", str(b), str(a), "--out", str(out), "--workers", "1", "--resume"]) == 1
@@ -238,7 +238,7 @@ def test_several_models_resume_in_one_journal(tmp_path, monkeypatch, capsys, cal
 
 def _interrupted(model, out, monkeypatch, capsys, *extra):
     restore = _interrupt_after(monkeypatch, 2)
-    assert main(["analyze", str(model), "--out", str(out), "--workers", "1", *extra]) == 1
+    assert main(["analyze", str(model), "--out", str(out), "--workers", "1", *extra]) == 130  # interrupted (Ctrl-C)
     restore()
     capsys.readouterr()
     return journal_path(out).read_bytes()
@@ -322,7 +322,12 @@ def test_every_command_leaves_the_inputs_byte_identical(tmp_path, monkeypatch, c
               str(folder / "model.safetensors"))
     inputs = [model, folder / "model.safetensors"]
     before = [_sha(p) for p in inputs]
-    out = folder / "results.csv"  # the output (and its journal) inside the model's folder
+    inside = folder / "results.csv"  # an output inside the model's folder is refused (docs/robustness.md)
+    assert main(["analyze", str(folder), "--out", str(inside), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "inside the input folder" in err and len(err.splitlines()) == 1
+    assert not inside.exists() and not journal_path(inside).exists()
+    out = tmp_path / "results.csv"
     _interrupted(folder, out, monkeypatch, capsys)
     assert main(["analyze", str(folder), "--out", str(out), "--resume", "--no-progress"]) == 0
     assert main(["analyze", str(model), "--out", str(tmp_path / "o.json"), "--plots", str(tmp_path / "f"),

@@ -20,6 +20,8 @@ __all__ = [
     "LayerNotFoundError",
     "NotComputedError",
     "ModelMismatchError",
+    "OutputPathError",
+    "BudgetExceededError",
 ]
 
 
@@ -52,7 +54,22 @@ class ModelFileNotFoundError(SpectralWatchError, FileNotFoundError):
 
 
 class UnsafeFileError(SpectralWatchError, ValueError):
-    """A file would need arbitrary (pickled) code to be executed to be read."""
+    """A file would need arbitrary (pickled) code to be executed to be read, or would make
+    spectralwatch read outside the model (a link, a path with ``..``, a FIFO or a device)."""
+
+
+class OutputPathError(SpectralWatchError, ValueError):
+    """An output path that would destroy an input or something that is not a regular file.
+
+    Raised before anything is written: the path is an input file, lies inside an input folder,
+    or names an existing symlink, device, FIFO or socket (docs/robustness.md).
+    """
+
+
+class BudgetExceededError(SpectralWatchError, ValueError):
+    """A file asks for far more work than its size justifies (a sparse or strided tensor densified
+    into a huge matrix, one stored tensor referenced thousands of times, a header of millions of
+    empty tensors). The message names the tensor and the option ``max_work_ratio`` that lifts it."""
 
 
 class NoLayersError(SpectralWatchError, ValueError):

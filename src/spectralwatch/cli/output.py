@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..deps import is_available
+from ..render.safe_text import csv_frame, term_text
 from ..render.text import render_markdown, render_table, summary_panel
 from ..core.columns import TERMINAL_COLUMNS
 from ..errors import InvalidParameterError, MissingDependencyError
@@ -70,14 +71,14 @@ def emit_reports(reports, names, fmt: str, out, *, color=False) -> None:
         unicode = (getattr(out, "encoding", "") or "").lower().replace("-", "") in ("utf8", "utf_8")
         for i, (report, name) in enumerate(zip(reports, names)):
             if len(reports) > 1:
-                print(("\n" if i else "") + f"== {name} ==", file=out)
+                print(("\n" if i else "") + f"== {term_text(name)} ==", file=out)
             print(render_table(report.details, _table_columns(), color=color), file=out)
             print("", file=out)
             print(summary_panel(report, title=f"Summary of {name}", color=color, unicode=unicode), file=out)
         return
     frame = _combined(reports, names)
-    if fmt == "csv":
-        out.write(frame.to_csv(index=False))
+    if fmt == "csv":  # text cells made harmless for spreadsheets (docs/report.md)
+        out.write(csv_frame(frame).to_csv(index=False))
     elif fmt == "json":
         out.write(_json_text(reports) + "\n")
     elif fmt == "markdown":
@@ -105,27 +106,29 @@ def check_format(fmt: str) -> None:
         _need_parquet()
 
 
-def write_reports(reports, names, path, fmt: str) -> None:
+def write_reports(reports, names, path, fmt: str, *, inputs=()) -> None:
     """Write the reports to ``path`` in format ``fmt`` ('table' writes the plain-text table).
 
-    The file appears whole or not at all (:func:`spectralwatch.journal.write_atomic`).
+    The file appears whole or not at all, and never over an input (``inputs``) or anything but a regular
+    file (:func:`spectralwatch.io.outputs.write_atomic`).
     """
-    from ..io.journal import write_atomic
+    from ..io.outputs import check_output, write_atomic
 
+    check_output(path, inputs, what="--out file")
     if fmt == "parquet":
-        write_atomic(path, _parquet_bytes(_combined(reports, names)))
+        write_atomic(path, _parquet_bytes(_combined(reports, names)), inputs, what="--out file")
         return
     import io
 
     buf = io.StringIO()
     emit_reports(reports, names, fmt, buf, color=False)
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue(), inputs, what="--out file")
 
 
 def emit_frame(frame, fmt: str, out) -> None:
     """A plain DataFrame (``describe``) in one of table, csv, json, markdown."""
     if fmt == "csv":
-        out.write(frame.to_csv(index=False))
+        out.write(csv_frame(frame).to_csv(index=False))
     elif fmt == "json":
         out.write(frame.to_json(orient="records", indent=2) + "\n")
     elif fmt == "markdown":
@@ -150,13 +153,14 @@ def emit_comparison(comparison, fmt: str, out, *, color=False) -> None:
         out.write(json.dumps(comparison.to_dict(), indent=2) + "\n")
         return
     if fmt == "csv":
-        out.write(summary.to_csv(index=False))
+        out.write(csv_frame(summary).to_csv(index=False))
         if fits is not None:
-            out.write("\n" + fits.to_csv(index=False))
+            out.write("\n" + csv_frame(fits).to_csv(index=False))
         return
     render = render_markdown if fmt == "markdown" else (lambda f: render_table(f, list(f.columns), color=color))
     print(render(summary), file=out)
-    lines = [f"  by {m:<15} {' > '.join(comparison.ranking(m))}" for m in ("alpha", "alpha_weighted")
+    lines = [f"  by {m:<15} {' > '.join(term_text(n) for n in comparison.ranking(m))}"
+             for m in ("alpha", "alpha_weighted")
              if m in comparison.summary]
     if lines:
         print("\nPredicted from the weights alone, best first (smaller is better):", *lines, sep="\n", file=out)
@@ -172,15 +176,17 @@ def emit_comparison(comparison, fmt: str, out, *, color=False) -> None:
               f"with better accuracy; R^2 {best.r2:.3f})", file=out)
 
 
-def write_comparison(comparison, path, fmt: str) -> None:
-    """Write a comparison to ``path``: parquet holds the models' summary table."""
+def write_comparison(comparison, path, fmt: str, *, inputs=()) -> None:
+    """Write a comparison to ``path``: parquet holds the models' summary table (checked and written like
+    :func:`write_reports`)."""
     import io
 
-    from ..io.journal import write_atomic
+    from ..io.outputs import check_output, write_atomic
 
+    check_output(path, inputs, what="--out file")
     if fmt == "parquet":
-        write_atomic(path, _parquet_bytes(_comparison_frames(comparison)[0]))
+        write_atomic(path, _parquet_bytes(_comparison_frames(comparison)[0]), inputs, what="--out file")
         return
     buf = io.StringIO()
     emit_comparison(comparison, fmt, buf, color=False)
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue(), inputs, what="--out file")

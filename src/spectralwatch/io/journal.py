@@ -10,31 +10,39 @@ a run that is killed, runs out of memory or fills the disk keeps every finished 
   modification time and first and last 64 KiB (cheap for a large checkpoint, and it tells a
   rewritten file apart). The options are those of :class:`~spectralwatch.options.Options` that can
   change a row (not where figures go, not the eigenvalue cache), each as a canonical text.
-* then one line per finished layer: ``{"model": i, "layer_id": id, "name": name, "rows": [...]}``
-  (several rows for the slices of ``pool=False``). Values keep their exact type and value: floats
+* then one line per finished layer: ``{"model": i, "layer_id": id, "name": name, "rows": [...],
+  "sum": hex}`` (several rows for the slices of ``pool=False``); ``sum`` is a BLAKE2b digest of the
+  line's other fields keyed by the header line, so a damaged or edited line (a flipped digit, a forged
+  status, a line copied from another journal) is detected. It protects against damage and careless
+  edits, not against someone who rewrites the journal and recomputes the digests (the journal is a
+  file of the user's own run, not a signed document). Values keep their exact type and value: floats
   are written with ``repr`` precision, and what JSON cannot hold is tagged (``{"$float": "nan"}``,
   ``{"$np": "float32", "v": ...}``, ``{"$tuple": [...]}``). The private ``_...`` entries of
   optional analyses (randomized eigenvalues, traps, statistics objects) are not kept.
 
-``--resume`` reads the journal back (:func:`read_journal`), checks the header against this run
+``--resume`` reads the journal back (:func:`read_journal`: schema, types, the model index of each line
+within the header's models, the layer id and name of each row, the digest of each line; anything wrong
+is a :class:`JournalError` naming the line), checks the header against this run
 (:func:`header_differences`) and hands the rows to :func:`spectralwatch.analyze.run` as ``done``.
 A last line cut short by a killed run is ignored and truncated away before appending. The
 journal is deleted once FILE is written.
 
-:func:`write_atomic` writes a file beside its target and renames it into place, so a failed
-write (a full disk) never leaves a half-written file that looks complete.
+:func:`write_atomic` (from :mod:`.outputs`, re-exported here) writes a file beside its target and renames
+it into place, so a failed write (a full disk) never leaves a half-written file that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
-import secrets
+import stat
 from pathlib import Path
 
 from ..errors import SpectralWatchError
+from .outputs import write_atomic
 
 __all__ = ["JOURNAL_SUFFIX", "JournalError", "JournalMismatchError", "journal_path", "model_fingerprint",
            "options_fingerprint", "make_header", "header_differences", "encode_row", "decode_row",
@@ -42,7 +50,7 @@ __all__ = ["JOURNAL_SUFFIX", "JournalError", "JournalMismatchError", "journal_pa
 
 JOURNAL_SUFFIX = ".partial.jsonl"
 _KIND = "spectralwatch-layers"
-_FORMAT = 1
+_FORMAT = 2  # 2: a digest per line
 _SAMPLE = 1 << 16  # bytes hashed at each end of a model file
 class JournalError(SpectralWatchError):
     """A journal file that cannot be read (not a journal, or damaged before its last line)."""
@@ -162,22 +170,37 @@ def _encode(value):
     raise TypeError(f"a value of type {type(value).__name__} cannot be kept in the journal")
 
 
+#: numpy scalar types a row may hold (a journal is read back: no other dtype is built from its text)
+_NP_TYPES = frozenset({"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                       "uint32", "uint64", "bool"})
+
+
 def _decode(value):
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if not isinstance(value, dict):
         return value
-    if "$float" in value:
+    if len(value) == 1 and isinstance(value.get("$float"), str) and value["$float"] in ("nan", "inf", "-inf"):
         return float(value["$float"])
-    if "$np" in value:
+    if set(value) == {"$np", "v"} and value["$np"] in _NP_TYPES and isinstance(value["v"], (int, float, bool, dict)):
         import numpy as np
 
-        return np.dtype(value["$np"]).type(_decode(value["v"]))
-    if "$tuple" in value:
+        try:
+            return np.dtype(value["$np"]).type(_decode(value["v"]))
+        except (TypeError, ValueError, OverflowError):
+            raise JournalError(f"a {value['$np']} value that is not one: {str(value['v'])[:40]}") from None
+    if len(value) == 1 and isinstance(value.get("$tuple"), list):
         return tuple(_decode(v) for v in value["$tuple"])
-    if "$dict" in value:
-        return {_decode(k): _decode(v) for k, v in value["$dict"]}
-    raise JournalError(f"unknown value {value!r} in the journal")
+    if len(value) == 1 and isinstance(value.get("$dict"), list) and all(
+            isinstance(kv, list) and len(kv) == 2 for kv in value["$dict"]):
+        out = {}
+        for k, v in value["$dict"]:
+            k = _decode(k)
+            if isinstance(k, (list, dict)):
+                raise JournalError("a mapping key that is a list or a mapping")
+            out[k] = _decode(v)
+        return out
+    raise JournalError(f"an unknown tagged value ({', '.join(sorted(map(str, value)))[:80]})")
 
 
 def encode_row(row: dict) -> dict:
@@ -196,6 +219,34 @@ def _line(doc: dict) -> bytes:
     return (json.dumps(doc, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
+def _key(header_line: bytes) -> bytes:
+    """The key of the line digests: a hash of the header line (its exact bytes, without the newline)."""
+    return hashlib.sha256(header_line.rstrip(b"\n")).digest()
+
+
+def _digest(key: bytes, doc: dict) -> str:
+    """The digest of a layer line's fields (all but ``sum``), in a canonical JSON text."""
+    body = json.dumps({k: doc[k] for k in ("model", "layer_id", "name", "rows")}, allow_nan=False,
+                      separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return hashlib.blake2b(body, key=key[:64], digest_size=16).hexdigest()
+
+
+def _open_journal_file(path: Path, mode: str):
+    """The journal opened for writing (``'wb'``: created or emptied) or appending (``'r+b'``), never
+    through a symlink and only if it is a regular file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC if mode == "wb" else os.O_RDWR
+    fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JournalError(f"{path} is not a regular file: it cannot be a journal")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 # ---- writing and reading -------------------------------------------------------------------------
 
 class JournalWriter:
@@ -211,19 +262,26 @@ class JournalWriter:
         self.count = count
         if keep is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "wb")
+            self._fh = self._open("wb")
         else:
-            self._fh = open(self.path, "r+b")
+            self._fh = self._open("r+b")
         try:
             if keep is None:
-                self._write(_line(header))
+                first = _line(header)
+                self._key = _key(first)
+                self._write(first)
             else:
+                self._fh.seek(0)
+                self._key = _key(self._fh.readline(keep))
                 self._fh.truncate(keep)  # drop a last line cut short by a killed run
                 self._fh.seek(keep)
                 self.size = keep
         except BaseException:
             self.close()
             raise
+
+    def _open(self, mode: str):
+        return _open_journal_file(self.path, mode)
 
     def _write(self, data: bytes) -> None:
         self._fh.write(data)
@@ -232,7 +290,9 @@ class JournalWriter:
 
     def add(self, model: int, layer_id, name: str, rows: list) -> None:
         """Append one finished layer; on an error, the journal is cut back to its last whole line."""
-        data = _line({"model": model, "layer_id": layer_id, "name": name, "rows": [encode_row(r) for r in rows]})
+        doc = {"model": model, "layer_id": layer_id, "name": name, "rows": [encode_row(r) for r in rows]}
+        doc["sum"] = _digest(self._key, doc)
+        data = _line(doc)
         start = self.size
         try:
             self._write(data)
@@ -252,65 +312,94 @@ class JournalWriter:
                 pass
 
 
+#: a journal longer than this is not read (a run of a million layers writes far less)
+MAX_JOURNAL_BYTES = 1 << 30
+
+
+def _check_header(path, header) -> None:
+    """The header's schema: kind, format, version text, model fingerprints, option texts."""
+    if not isinstance(header, dict) or header.get("journal") != _KIND:
+        raise JournalError(f"{path} is not a spectralwatch journal (or its first line is damaged)")
+    if header.get("version") != _FORMAT:
+        raise JournalError(f"{path} is a journal of format {str(header.get('version'))[:20]}, not {_FORMAT} "
+                           "(written by another spectralwatch version): remove it to start over")
+    models, options = header.get("models"), header.get("options")
+    fields = {"path": str, "files": int, "bytes": int, "digest": str}
+    ok = (isinstance(header.get("spectralwatch"), str) and isinstance(models, list) and models
+          and all(isinstance(m, dict) and set(m) == set(fields)
+                  and all(isinstance(m[k], t) and not isinstance(m[k], bool) for k, t in fields.items())
+                  for m in models)
+          and isinstance(options, dict) and all(isinstance(v, str) for v in options.values()))
+    if not ok:
+        raise JournalError(f"{path} has a damaged header (its models or options are not what a journal holds): "
+                           "remove it to start over")
+
+
+def _check_layer(doc, key: bytes, n_models: int) -> tuple:
+    """``((model, layer_id), (name, rows))`` of one layer line, or :class:`JournalError` saying what is wrong."""
+    if not isinstance(doc, dict) or set(doc) != {"model", "layer_id", "name", "rows", "sum"}:
+        raise JournalError("it is not a layer line {model, layer_id, name, rows, sum}")
+    model, layer_id, name, rows = doc["model"], doc["layer_id"], doc["name"], doc["rows"]
+    if not (isinstance(model, int) and not isinstance(model, bool) and 0 <= model < n_models):
+        raise JournalError(f"its model index {str(model)[:20]} is not one of the {n_models} models of the header")
+    if not (isinstance(layer_id, int) and not isinstance(layer_id, bool)) or not isinstance(name, str):
+        raise JournalError("its layer_id is not an int or its name not a text")
+    if not isinstance(doc["sum"], str) or not hmac.compare_digest(doc["sum"], _digest(key, doc)):
+        raise JournalError("its digest does not match its contents (the line was damaged or edited)")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise JournalError("its rows are not a non-empty list of rows")
+    decoded = []
+    for row in rows:
+        if not all(isinstance(k, str) and not k.startswith("_") for k in row):
+            raise JournalError("a row has a column name that is not a text")
+        row = decode_row(row)
+        if row.get("layer_id") != layer_id or row.get("name") != name:
+            raise JournalError("a row's layer_id or name differs from the line's")
+        if row.get("status", "success") not in ("success", "failed"):
+            raise JournalError(f"a row has the status {str(row.get('status'))[:20]!r}")
+        decoded.append(row)
+    return (model, layer_id), (name, decoded)
+
+
 def read_journal(path) -> tuple:
     """``(header, layers, size)``: the header, ``{(model, layer_id): (name, rows)}`` and the length
     in bytes of the complete lines (a last line without its newline is ignored).
 
-    A file without one complete line (its header was being written) gives ``(None, {}, 0)``.
+    A file without one complete line (its header was being written) gives ``(None, {}, 0)``. Every
+    line is checked (see the module docstring); a damaged one is a :class:`JournalError` naming it.
     """
-    data = Path(path).read_bytes()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_JOURNAL_BYTES + 1)
+    except OSError as exc:
+        raise JournalError(f"{path} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_JOURNAL_BYTES:
+        raise JournalError(f"{path} is larger than {MAX_JOURNAL_BYTES} bytes: not a journal of this run")
     end = data.rfind(b"\n") + 1
     lines = data[:end].split(b"\n")[:-1]
     if not lines:
         return None, {}, 0
     try:
         header = json.loads(lines[0])
-    except ValueError:
+    except (ValueError, RecursionError):
         header = None
-    if not isinstance(header, dict) or header.get("journal") != _KIND:
-        raise JournalError(f"{path} is not a spectralwatch journal (or its first line is damaged)")
-    if header.get("version") != _FORMAT:
-        raise JournalError(f"{path} is a journal of format {header.get('version')}, not {_FORMAT}")
+    _check_header(path, header)
+    key, n_models = _key(lines[0]), len(header["models"])
     layers = {}
     for number, line in enumerate(lines[1:], start=2):
         try:
-            doc = json.loads(line)
-            rows = [decode_row(r) for r in doc["rows"]]
-            layers[(doc["model"], doc["layer_id"])] = (doc["name"], rows)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise JournalError(f"line {number} of {path} is damaged ({type(exc).__name__}: {exc})") from None
+            try:
+                doc = json.loads(line)
+            except (ValueError, RecursionError):
+                raise JournalError("it is not JSON") from None
+            where, value = _check_layer(doc, key, n_models)
+            if where in layers:
+                raise JournalError(f"layer {where[1]} of model {where[0]} is already on an earlier line")
+        except JournalError as exc:
+            raise JournalError(f"line {number} of {path} is damaged: {exc} (remove the journal to start "
+                               "over)") from None
+        layers[where] = value
     return header, layers, end
-
-
-def _open_temp(folder: Path, name: str):
-    """A new file beside the target: ``(binary file object, its path)``, with the usual permissions."""
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-    return os.fdopen(fd, "wb"), tmp
-
-
-def write_atomic(path, data) -> None:
-    """Write ``data`` (str: UTF-8, or bytes) to ``path`` through a file beside it and a rename.
-
-    On any error the temporary file is removed and ``path`` is untouched (absent, or its old content).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    fh, tmp = _open_temp(path.parent, path.name)
-    try:
-        with fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---- one command-line run ------------------------------------------------------------------------
@@ -385,7 +474,16 @@ class RunJournal:
 
     def _previous(self, resume: bool):
         """``read_journal`` of a journal to go on with; None to start a new one."""
-        if not self.path.is_file():  # (a device or a folder is never read as a journal)
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as exc:
+            raise JournalError(f"the journal {self.path} cannot be checked: {exc.strerror or exc}") from None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise JournalError(f"the journal {self.path} exists and is not a regular file (a symbolic link, a "
+                               "device, a FIFO or a folder): refused; remove it or choose another --out")
+        if mode is None:
             if resume:
                 self.warn(f"note: --resume: there is no journal {self.path}; analysing from the start")
             return None

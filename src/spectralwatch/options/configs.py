@@ -33,6 +33,7 @@ class ReadConfig:
     split_fused: bool
     trust_pickle: bool
     revision: str | None
+    max_work_ratio: float | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,7 @@ class SpectrumConfig:
     tolerance: float
     device: str
     cache_dir: str | None
+    cache_max_bytes: int | None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -179,6 +179,11 @@ _ANALYSIS = (
     Option("trust_pickle", False, Bool(none_is_false=False), "bool",
            "Let the readers unpickle checkpoints that need it, which EXECUTES code from the file: only for files "
            "you trust. By default such files are refused.", ("read",), "selection", results=False),
+    Option("max_work_ratio", 64.0, Real(0.0, allow_none=True), "float or None",
+           "Refuse a tensor, or a file, asking for more than this many times its stored tensor bytes of work "
+           "(decoded values, listed tensors, header parsing) plus 1 MiB per tensor / 64 MiB per file: a "
+           "tensor over budget gets a failed row, a file of shared blocks or huge headers is refused. None or "
+           "0: no limit, for files you trust.", ("read",), "selection", metavar="X"),
     Option("revision", None, Custom(_revision_check, "None or a str (a branch, tag or commit hash)",
                                     parse=str, metavar="REV"), "str, optional",
            "The revision of a Hugging Face Hub model (``hf://org/name``): a branch, tag or commit hash.",
@@ -197,6 +202,9 @@ _ANALYSIS = (
     Option("cache_dir", None, Path(), "str or path, optional",
            "Folder of an on-disk eigenvalue cache keyed by tensor content: a re-run with other fit options or "
            "figures skips the linear algebra.", ("spectrum",), "spectrum", results=False, metavar="DIR"),
+    Option("cache_max_bytes", 2 ** 31, Int(0, allow_none=True, none_means="no cap"), "int or None",
+           "Cap of the eigenvalue cache folder in bytes (default 2 GiB); the least recently used entries go "
+           "first.", ("spectrum",), "spectrum", results=False, metavar="BYTES"),
     # the fit
     Option("fit", "PL", _FIT_VALUES, "{'PL', 'TPL', 'E_TPL'}",
            "Law fitted to the ESD tail: 'PL' the power law; 'TPL' the truncated power law (adds ``Lambda``); "
@@ -330,7 +338,7 @@ def _pick(*names) -> tuple:
 
 
 _SELECTION = ("layers", "min_evals", "max_evals", "max_N", "pool", "conv2d_norm", "start_ids", "grouped_conv",
-              "split_fused", "peft", "base_model", "trust_pickle", "revision")
+              "split_fused", "peft", "base_model", "trust_pickle", "max_work_ratio", "revision")
 
 # options of the other entry points that are not analysis options
 _OWN = {

@@ -25,7 +25,7 @@ from ..core.rmt import shuffled_replicas
 from ..core.rng import layer_rng
 from ..core.spectrum import layer_spectrum, one_blas_thread
 from ..errors import InvalidParameterError, LayerNotFoundError, NoLayersError
-from ..io.sources import open_model
+from ..io.sources import DEFAULT_MAX_WORK_RATIO, input_paths, open_model
 from ..options import DEFAULTS, Options, defaults_of, document_options, keyword_values, suggest_keywords, validate
 from ..render.plots.layer import save_figures
 from ..render.progress import Progress
@@ -47,7 +47,7 @@ def select_layers(model, options: Options):
     read = options.read
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
                         split_fused=read.split_fused, trust_pickle=read.trust_pickle,
-                        revision=read.revision)
+                        revision=read.revision, max_work_ratio=read.max_work_ratio)
     chosen, skipped = [], []
     for ref in source.layers():
         geometry = layer_geometry(ref, options)
@@ -77,12 +77,12 @@ def analyze(model, *,
         max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
         start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
         peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
-        revision: str | None = D.revision,
+        max_work_ratio: float | None = D.max_work_ratio, revision: str | None = D.revision,
         svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
-        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
-        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
-        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
-        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        cache_dir: str | os.PathLike | None = D.cache_dir, cache_max_bytes: int | None = D.cache_max_bytes,
+        fit: str = D.fit, xmax: int | str | None = D.xmax, fix_fingers: str | None = D.fix_fingers,
+        xmin_max: float | None = D.xmin_max, max_fingers: int = D.max_fingers,
+        finger_thresh: float = D.finger_thresh, xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
         xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
         mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
         vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
@@ -157,12 +157,12 @@ def iter_analyze(model, *,
         max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
         start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
         peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
-        revision: str | None = D.revision,
+        max_work_ratio: float | None = D.max_work_ratio, revision: str | None = D.revision,
         svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
-        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
-        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
-        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
-        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        cache_dir: str | os.PathLike | None = D.cache_dir, cache_max_bytes: int | None = D.cache_max_bytes,
+        fit: str = D.fit, xmax: int | str | None = D.xmax, fix_fingers: str | None = D.fix_fingers,
+        xmin_max: float | None = D.xmin_max, max_fingers: int = D.max_fingers,
+        finger_thresh: float = D.finger_thresh, xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
         xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
         mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
         vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
@@ -234,9 +234,11 @@ def _walk(model, options: Options, *, progress=False, workers=None, executor=Non
 
     ``state`` (a dict), when given, receives ``source``, ``skipped`` and ``options``.
     """
+    base_model = options.base_model
     source, chosen, skipped, options, done = _prepare(model, options, done)
-    if state is not None:
-        state.update(source=source, skipped=skipped, options=options)
+    if state is not None:  # (inputs: the paths read, which no output may replace, io/outputs.py)
+        state.update(source=source, skipped=skipped, options=options,
+                     inputs=tuple(input_paths(model, source, base_model)))
     yield None
     todo = [task for task in chosen if task[0].layer_id not in done]
     if options.walk.intra or options.walk.stacked:  # another walk over the layers (see cross_layer.py)
@@ -304,6 +306,7 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
         rows.extend(outcome.rows)
     options = state["options"]
     report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
+    report.inputs = state["inputs"]
     if options.figures.plot:
         _plot(report, options.figures.savefig)
     return report
@@ -358,8 +361,8 @@ def describe(model, *,
         max_N: int | None = DD.max_N, pool: bool = DD.pool, conv2d_norm: bool = DD.conv2d_norm,
         start_ids: int | None = DD.start_ids, grouped_conv: str = DD.grouped_conv,
         split_fused: bool = DD.split_fused, peft: bool | str = DD.peft, base_model: Any = DD.base_model,
-        trust_pickle: bool = DD.trust_pickle, revision: str | None = DD.revision,
-        skipped: bool = DD.skipped):
+        trust_pickle: bool = DD.trust_pickle, max_work_ratio: float | None = DD.max_work_ratio,
+        revision: str | None = DD.revision, skipped: bool = DD.skipped):
     """The layers ``analyze`` would analyse, without computing anything (nothing is loaded).
 
     Parameters

@@ -4,7 +4,8 @@
 ``'cuda'``, ``'cuda:N'`` and ``'mps'`` go through torch
 (:func:`spectralwatch.core.spectrum.device_spectrum`). When the asked device is not available the
 analysis runs on the CPU and a ``RuntimeWarning`` says so. ``cache_dir=`` keeps each layer's
-eigenvalues on disk (:mod:`spectralwatch.io.cache`).
+eigenvalues on disk (:mod:`spectralwatch.io.cache`): every entry is checked against the layer's
+weights before it is used, and the folder is kept under ``cache_max_bytes``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def compute_spectrum(mats: LayerMatrices, config: SpectrumConfig, thresholds: tu
     path = None
     if cache_dir is not None:
         path = cache_path(cache_dir, mats, method, device)
-        hit = load_entry(path)
+        hit = load_entry(path, mats)  # checked against the matrices (io/cache.py); a bad entry is recomputed
         if hit is not None:
             return hit
     if device == "cpu":
@@ -59,5 +60,6 @@ def compute_spectrum(mats: LayerMatrices, config: SpectrumConfig, thresholds: tu
     else:
         spec = device_spectrum(mats, device, method, thresholds)
     if path is not None:
-        store_entry(path, spec)
+        max_bytes = config.cache_max_bytes
+        store_entry(path, spec, max_bytes)
     return spec

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import io
 import math
 from html import escape
 
@@ -94,13 +93,14 @@ def reading(report) -> list:
 
 def _png(draw, canvas, kind=None) -> str:
     """Draw with ``draw(ax)`` on the shared canvas (``kind``: reuse its Axes); a ``data:`` URI of the PNG."""
+    from .plots.base import render_figure
+
     ax = canvas.axes(kind)
     draw(ax)
-    buf = io.BytesIO()
     for a in canvas.fig.axes:
         a.minorticks_off()
-    canvas.fig.savefig(buf, format="png", pil_kwargs={"compress_level": 6})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    data = render_figure(canvas.fig, "png", pil_kwargs={"compress_level": 6})
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def summary_cards(report) -> str:

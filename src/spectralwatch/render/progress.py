@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from .safe_text import term_text
+
 
 class Progress:
     """``with Progress(total, enabled) as p: p.update(label)`` draws ``[####....] 3/10 label``."""
@@ -28,7 +30,8 @@ class Progress:
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.start
         eta = elapsed / self.done * (self.total - self.done)
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:6.1f}s ETA {eta:6.1f}s {label[:40]:<40}")
+        shown = term_text(label)[:40]  # (a layer name from a file: no escape sequence reaches the terminal)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {elapsed:6.1f}s ETA {eta:6.1f}s {shown:<40}")
         self.stream.flush()
 
     def __exit__(self, *exc):

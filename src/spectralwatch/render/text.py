@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..core.columns import FIT_COLUMNS
+from .safe_text import markdown_text, term_text
 
 __all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "summary_lines", "failure_line", "fmt_value", "verdict"]
 
@@ -53,7 +54,7 @@ def fmt_value(v, width_hint: int = 0) -> str:
             return str(int(x))
         a = abs(x)
         return f"{x:.3f}" if (a == 0 or 1e-3 <= a < 1e6) else f"{x:.3g}"
-    return str(v)
+    return term_text(str(v))  # a name from a file: no escape sequence, no newline reaches the terminal
 
 
 def _clip(text: str, width: int) -> str:
@@ -83,7 +84,7 @@ def render_table(frame, columns, *, color=False, max_width=48) -> str:
     def line(values, num_flags):
         return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, num_flags)).rstrip()
 
-    out = [paint(line(cols, numeric), "bold", color)]
+    out = [paint(line([term_text(c) for c in cols], numeric), "bold", color)]
     for r, row in zip(full, cells):
         text = line(row, numeric)
         style = _row_style(r)
@@ -101,12 +102,12 @@ def render_table(frame, columns, *, color=False, max_width=48) -> str:
 
 
 def render_markdown(frame, columns=None) -> str:
-    """A GitHub-flavoured markdown table (``|`` in cells escaped)."""
+    """A GitHub-flavoured markdown table (``|`` and control characters in cells escaped)."""
     cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
     numeric = [frame[c].dtype.kind in "iuf" for c in cols]
-    head = "| " + " | ".join(cols) + " |"
+    head = "| " + " | ".join(markdown_text(c) for c in cols) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
-    body = ["| " + " | ".join(fmt_value(r[c]).replace("|", "\\|") for c in cols) + " |"
+    body = ["| " + " | ".join(markdown_text(fmt_value(r[c])) for c in cols) + " |"
             for r in frame[cols].to_dict("records")]
     return "\n".join([head, rule, *body])
 
@@ -144,7 +145,7 @@ def summary_lines(report) -> list:
         d = report.details
         flagged = d[d["warning"].isin(["over-trained", "under-trained"])] if "warning" in d else d.iloc[:0]
         if len(flagged):
-            names = ", ".join(f"{r.name} ({r.warning})" for r in flagged.head(6).itertuples())
+            names = ", ".join(f"{term_text(r.name)} ({r.warning})" for r in flagged.head(6).itertuples())
             noun = "layer" if len(flagged) == 1 else "layers"
             lines.append(f"{len(flagged)} {noun} flagged: {names}" + (" ..." if len(flagged) > 6 else ""))
     return lines
@@ -153,6 +154,7 @@ def summary_lines(report) -> list:
 def summary_panel(report, *, title: str, color=False, unicode=True) -> str:
     """The summary in a box (``+--+`` corners when the stream cannot print box-drawing characters)."""
     lines = summary_lines(report)
+    title = term_text(title)
     width = min(110, max(len(title) + 4, *(len(x) for x in lines)) + 2)
     h, v, tl, tr, bl, br = ("─", "│", "┌", "┐", "└", "┘") if unicode else ("-", "|", "+", "+", "+", "+")
     top = f"{tl}{h} {title} " + h * max(0, width - len(title) - 3) + tr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +68,10 @@ class Report:
         Candidate layers that were not analysed, with the reason.
     source : str
         What was analysed (format and path).
+    inputs : tuple
+        The paths that were read (the model's files or folder, a base model...): the exports
+        (:meth:`to_csv`, :meth:`to_json`, :meth:`to_html`, figures) refuse to write over them or into
+        them (:mod:`spectralwatch.io.outputs`).
     """
 
     def __init__(self, rows: list, evals: dict, fits: dict, skipped: list, options, source: str = ""):
@@ -85,6 +88,7 @@ class Report:
         self._evals = evals
         self._fits = fits
         self.figures: list = []  # paths of the figure files written by analyze(plot=True)
+        self.inputs: tuple = ()  # paths read to make this report (set by analyze): never written over
 
     # ---- counts -------------------------------------------------------------------------
     @property
@@ -108,13 +112,16 @@ class Report:
         keys = list(self._evals)
         if isinstance(layer, tuple) and layer in self._evals:
             return layer
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if isinstance(layer, tuple) and len(layer) == 2:  # (layer_id, slice_id) without eigenvalues
+            match, layer = [], layer[0]
+        elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             match = [k for k in keys if k[0] == int(layer)]
         elif isinstance(layer, str):
             ids = self.details.loc[(self.details["name"] == layer) | (self.details["longname"] == layer), "layer_id"]
             match = [k for k in keys if k[0] in set(ids)]
         else:
-            raise InvalidParameterError(f"The 'layer' parameter must be a layer id (int) or a layer name (str). Got {layer!r}.")
+            raise InvalidParameterError(f"The 'layer' parameter must be a layer id (int), a layer name (str) or "
+                                        f"(layer_id, slice_id). Got {layer!r}.")
         if not match:
             rows = self.details
             if isinstance(layer, (int, np.integer)):
@@ -168,12 +175,37 @@ class Report:
         return self._fits.get(self._key(layer))
 
     # ---- export -------------------------------------------------------------------------
+    def _write(self, path, text: str, what: str) -> None:
+        """``text`` to ``path``: a path is checked against :attr:`inputs` and written atomically; an open
+        file object (anything with ``write``) is written to directly."""
+        if hasattr(path, "write"):
+            path.write(text)
+            return
+        from ..io.outputs import write_atomic
+
+        write_atomic(path, text, self.inputs, what=what)
+
     def to_csv(self, path=None, **kwargs):
-        """Details as CSV: returned as a string when ``path`` is None, else written to ``path``."""
-        return self.details.to_csv(path, index=False, **kwargs)
+        """Details as CSV: returned as a string when ``path`` is None, else written to ``path``.
+
+        Text cells that a spreadsheet would evaluate as a formula (starting with ``=``, ``+``, ``-``, ``@``,
+        a tab or a carriage return) are prefixed with ``'``, and control characters are visible-escaped
+        (:func:`spectralwatch.render.safe_text.csv_cell`); numeric columns are written as they are. A path
+        that is one of the report's :attr:`inputs`, lies inside an input folder, or is a symlink or
+        anything but a regular file is refused (:class:`~spectralwatch.errors.OutputPathError`); the file
+        appears whole (written beside it, then renamed). ``kwargs`` go to ``pandas.DataFrame.to_csv``.
+        """
+        from ..render.safe_text import csv_frame
+
+        text = csv_frame(self.details).to_csv(None, index=False, **kwargs)
+        if path is None:
+            return text
+        self._write(path, text, "CSV file")
+        return None
 
     def to_json(self, path=None) -> str | None:
-        """Details, summary and skipped layers as one JSON document."""
+        """Details, summary and skipped layers as one JSON document (a path is checked and written like
+        :meth:`to_csv`; names keep their exact text, JSON escapes control characters itself)."""
         doc = {
             "source": self.source,
             "summary": {k: (v if v == v else None) for k, v in self.summary.items()},  # NaN is not JSON
@@ -186,20 +218,21 @@ class Report:
         text = json.dumps(doc, indent=2)
         if path is None:
             return text
-        Path(path).write_text(text)
+        self._write(path, text, "JSON file")
         return None
 
     def to_html(self, path=None, **kwargs):
         """A self-contained HTML report (see :func:`spectralwatch.html.report_html`).
 
-        Returned as a string when ``path`` is None, else written to ``path``.
+        Returned as a string when ``path`` is None, else written to ``path`` (checked and written like
+        :meth:`to_csv`).
         """
         from ..render.html import report_html
 
         text = report_html(self, **kwargs)
         if path is None:
             return text
-        Path(path).write_text(text, encoding="utf-8")
+        self._write(path, text, "HTML report")
         return None
 
     # ---- notebooks and loggers ------------------------------------------------------------

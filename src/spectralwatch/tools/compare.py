@@ -251,12 +251,12 @@ def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS,
         max_N: int | None = D.max_N, pool: bool = D.pool, conv2d_norm: bool = D.conv2d_norm,
         start_ids: int | None = D.start_ids, grouped_conv: str = D.grouped_conv, split_fused: bool = D.split_fused,
         peft: bool | str = D.peft, base_model: Any = D.base_model, trust_pickle: bool = D.trust_pickle,
-        revision: str | None = D.revision,
+        max_work_ratio: float | None = D.max_work_ratio, revision: str | None = D.revision,
         svd_method: str = D.svd_method, tolerance: float = D.tolerance, device: str = D.device,
-        cache_dir: str | os.PathLike | None = D.cache_dir, fit: str = D.fit, xmax: int | str | None = D.xmax,
-        fix_fingers: str | None = D.fix_fingers, xmin_max: float | None = D.xmin_max,
-        max_fingers: int = D.max_fingers, finger_thresh: float = D.finger_thresh,
-        xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
+        cache_dir: str | os.PathLike | None = D.cache_dir, cache_max_bytes: int | None = D.cache_max_bytes,
+        fit: str = D.fit, xmax: int | str | None = D.xmax, fix_fingers: str | None = D.fix_fingers,
+        xmin_max: float | None = D.xmin_max, max_fingers: int = D.max_fingers,
+        finger_thresh: float = D.finger_thresh, xmin_method: str | None = D.xmin_method, xmin: float | None = D.xmin,
         xmin_range: tuple | None = D.xmin_range, rng: Any = D.rng, mp_fit: bool = D.mp_fit,
         mp_fit_method: str = D.mp_fit_method, randomize: bool = D.randomize, detX: bool = D.detX,
         vectors: bool = D.vectors, bootstrap: int = D.bootstrap, ci_level: float = D.ci_level,
@@ -322,6 +322,7 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
     matplotlib.axes.Axes
     """
     from ..render.plots.base import COLORS, new_axes, add_legend, set_title
+    from ..render.safe_text import figure_text
 
     fit = next((f for f in comparison.fits if f.metric == metric), None)
     if fit is None:
@@ -332,11 +333,11 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
     y = np.asarray(comparison.accuracies, dtype=float)
     ax.scatter(x, y, s=36, color=COLORS["esd"], zorder=3)
     for xi, yi, name in zip(x, y, comparison.names):
-        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(figure_text(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
     ax.plot(xs, fit.predict(xs), color=COLORS["fit"], linestyle="--",
             label=f"least squares: RMSE {fit.rmse:.3g}, R² {fit.r2:.3f}, Kendall τ {fit.kendall_tau:.3f}")
-    ax.set_xlabel(metric)
+    ax.set_xlabel(figure_text(metric))
     ax.set_ylabel("accuracy")
     set_title(ax, title, f"accuracy vs {metric} ({fit.n} models)")
     add_legend(ax, loc="best")
@@ -351,11 +352,13 @@ def plot_alpha_curves(comparison: Comparison, *, ax=None, title=None):
     matplotlib.axes.Axes
     """
     from ..render.plots.base import COLORS, WELL_TRAINED, new_axes, add_legend, set_title
+    from ..render.safe_text import figure_text
 
     ax = new_axes(ax)
     ax.axhspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
     palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
     for k, (name, alpha) in enumerate(comparison.alpha_curves().items()):
+        name = figure_text(name)
         depth = np.linspace(0.0, 1.0, alpha.size) if alpha.size > 1 else np.zeros(alpha.size)
         ax.plot(depth, alpha, marker="o", markersize=3, linewidth=1.1, color=palette[k % len(palette)],
                 label=f"{name} (mean α {np.nanmean(alpha):.2f})" if np.isfinite(alpha).any() else name)
@@ -366,18 +369,24 @@ def plot_alpha_curves(comparison: Comparison, *, ax=None, title=None):
     return ax
 
 
-def save_comparison_figures(comparison: Comparison, directory, *, dpi=100, fmt="png") -> list:
+def save_comparison_figures(comparison: Comparison, directory, *, dpi=100, fmt="png", inputs=()) -> list:
     """Write ``compare.alpha-curves.{fmt}`` and, with accuracies, ``compare.{metric}-vs-accuracy.{fmt}``.
+
+    ``inputs``: paths no figure may replace or be written into, besides the reports' own inputs (see
+    :func:`spectralwatch.render.plots.layer.save_figures`).
 
     Returns
     -------
     list of Path
     """
+    from ..io.outputs import check_output_folder, protected_paths
     from ..render.plots.base import Canvas
 
-    out = Path(directory)
+    protected = protected_paths([*(p for r in comparison.reports for p in (getattr(r, "inputs", ()) or ())),
+                                 *(inputs or ())])
+    out = check_output_folder(directory, protected)
     out.mkdir(parents=True, exist_ok=True)
-    canvas = Canvas(dpi=dpi, fmt=fmt)
+    canvas = Canvas(dpi=dpi, fmt=fmt, inputs=protected)
     written = []
     plot_alpha_curves(comparison, ax=canvas.axes())
     written.append(canvas.save(out / f"compare.alpha-curves.{fmt}"))

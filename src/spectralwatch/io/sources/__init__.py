@@ -45,6 +45,8 @@ import warnings
 from ...deps import is_available
 from ...errors import InvalidParameterError, ModelFileNotFoundError, UnknownFormatError
 from ._common import BaseSource, check_start_id, path_text
+from .budget import DEFAULT_MAX_WORK_RATIO, check_work_ratio
+from .containment import check_model_path
 from .base import ANALYSABLE_TYPES, LAYER_TYPES, LayerRef, Source
 from .folder import FolderSource, single_model_file
 from .gguf_ import GGUFFileSource
@@ -60,7 +62,8 @@ from .torch_ import TorchFileSource, TorchModuleSource, TorchTensorSource
 __all__ = [
     "open_source", "available_sources", "Source", "LayerRef", "LAYER_TYPES", "ANALYSABLE_TYPES",
     "ModelFileNotFoundError", "SOURCES", "FILE_SOURCES", "open_model", "BaseSource", "PLUGIN_GROUP",
-    "plugin_sources", "looks_like_hub_id", "resolve_model",
+    "plugin_sources", "looks_like_hub_id", "resolve_model", "input_paths", "COMPANION_FILES",
+    "DEFAULT_MAX_WORK_RATIO",
 ]
 
 
@@ -162,20 +165,23 @@ def _torch_extra_hint() -> str:
             "torch.nn.Module objects and .pt/.pth/.bin/.ckpt files.")
 
 
-def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
+def _open_path(path, start_id, trust_pickle: bool, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> BaseSource:
     text = os.path.expanduser(path_text(path))
-    if not os.path.exists(text):
-        hint = (f" (to read the Hugging Face Hub model of that name, pass 'hf://{text}')"
-                if looks_like_hub_id(text) else "")
-        raise ModelFileNotFoundError(f"No such file or directory: '{text}'{hint}")
+    try:
+        check_model_path(text)  # missing, a loop of symlinks, a FIFO or a device: refused before opening
+    except ModelFileNotFoundError as exc:
+        if looks_like_hub_id(text):
+            raise ModelFileNotFoundError(f"{exc} (to read the Hugging Face Hub model of that name, pass "
+                                         f"'hf://{text}')") from None
+        raise
     if os.path.isdir(text):
         text = single_model_file(text) or text
     for cls in FILE_SOURCES:
         if cls.can_open(text):
             try:
                 if cls.may_unpickle:
-                    return cls(text, start_id=start_id, trust_pickle=trust_pickle)
-                return cls(text, start_id=start_id)
+                    return cls(text, start_id=start_id, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
+                return cls(text, start_id=start_id, max_work_ratio=max_work_ratio)
             except UnknownFormatError:  # a folder without weight files: a plugin may read it
                 if cls is not FolderSource:
                     raise
@@ -193,7 +199,8 @@ def _open_path(path, start_id, trust_pickle: bool) -> BaseSource:
     )
 
 
-def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
+def open_source(model, *, start_id=None, trust_pickle: bool = False,
+                max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> Source:
     """Open ``model`` for reading, without loading any weights.
 
     Parameters
@@ -208,6 +215,11 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
         Default False: a file that needs unpickling (a checkpoint holding Python objects, a pickled
         ``.npy``) raises :class:`UnsafeFileError`. True reads it with ``pickle``, which EXECUTES any
         code the file contains: only for files from a trusted source (a warning is given).
+    max_work_ratio : float or None
+        A file is refused (:class:`~spectralwatch.errors.BudgetExceededError`) when the work it asks for
+        (decoded values, listed tensors, header parsing) exceeds this many times its stored tensor bytes
+        plus 64 MiB (:mod:`.budget`; default 64). ``None`` or 0: no limit, for files you trust. In-memory
+        objects are not limited.
 
     Returns
     -------
@@ -228,10 +240,11 @@ def open_source(model, *, start_id=None, trust_pickle: bool = False) -> Source:
     if not isinstance(trust_pickle, bool):
         raise InvalidParameterError(f"The 'trust_pickle' parameter of open_source must be True or False. "
                                     f"Got {trust_pickle!r}.")
+    max_work_ratio = check_work_ratio(max_work_ratio, "open_source")
     if is_hub_url(model):
         model = resolve_hub_model(model)
     if isinstance(model, (str, os.PathLike)):
-        return _open_path(model, start_id, trust_pickle)
+        return _open_path(model, start_id, trust_pickle, max_work_ratio)
     for cls in OBJECT_SOURCES:
         if cls.can_open(model):
             return cls(model, start_id=start_id)
@@ -270,7 +283,7 @@ def resolve_model(model, revision=None):
 
 
 def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused=False,
-               trust_pickle: bool = False, revision=None) -> Source:
+               trust_pickle: bool = False, revision=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> Source:
     """:func:`open_source`, then the views ``analyze``'s options ask for.
 
     Parameters
@@ -289,6 +302,8 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
         Split fused projections that the model's ``config.json`` describes (:mod:`.fused`).
     trust_pickle : bool
         Unpickle files that need it (model and base model), see :func:`open_source`.
+    max_work_ratio : float or None
+        The work budget of each file read (model and base model), see :func:`open_source`.
     """
     from .deltas import DeltaSource
     from .fused import FusedSplitSource, model_config
@@ -297,10 +312,11 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
     model = resolve_model(model, revision)
     if is_hub_url(base_model):
         base_model = resolve_hub_model(base_model)
-    source = open_source(model, start_id=start_id, trust_pickle=trust_pickle)
+    source = open_source(model, start_id=start_id, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
     if split_fused:
         source = FusedSplitSource(source, model_config(model))
-    base = open_source(base_model, trust_pickle=trust_pickle) if base_model is not None else None
+    base = (open_source(base_model, trust_pickle=trust_pickle, max_work_ratio=max_work_ratio)
+            if base_model is not None else None)
     if peft:
         config, _ = adapter_config(model)
         where = f"'{path_text(model)}'" if isinstance(model, (str, os.PathLike)) else source.description
@@ -308,6 +324,41 @@ def open_model(model, *, start_id=None, base_model=None, peft=False, split_fused
     if base is not None:
         return DeltaSource(source, base)
     return source
+
+
+#: files beside a model file that the readers may open (peft, split_fused)
+COMPANION_FILES = ("config.json", "adapter_config.json")
+
+
+def input_paths(model, source=None, base_model=None) -> list:
+    """The paths a model (and its base model) was read from: what no output may replace or go into.
+
+    For a path: the path itself (a folder protects everything inside it), and for a file, the companion
+    files beside it that readers open (:data:`COMPANION_FILES`); then whatever the opened ``source``
+    read besides (the shards of a folder, the external data of an ONNX model).
+    """
+    out = []
+    for item in (model, base_model):
+        if isinstance(item, (str, os.PathLike)):
+            path = os.path.expanduser(path_text(item))
+            out.append(path)
+            if not os.path.isdir(path):
+                folder = os.path.dirname(path) or "."
+                out.extend(os.path.join(folder, name) for name in COMPANION_FILES
+                           if os.path.isfile(os.path.join(folder, name)))
+    stack, seen = [source], set()
+    while stack:
+        s = stack.pop()
+        if s is None or id(s) in seen:
+            continue
+        seen.add(id(s))
+        path = getattr(s, "path", None)
+        if isinstance(path, str):
+            out.append(path)
+        out.extend(getattr(s, "files", None) or ())
+        out.extend(getattr(s, "external_files", None) or ())
+        stack.extend(getattr(s, "wrapped", None) or ())
+    return list(dict.fromkeys(out))
 
 
 def available_sources() -> list[dict]:

@@ -10,6 +10,7 @@ import abc
 import json
 import numbers
 import os
+import re
 import sys
 import warnings
 from collections.abc import Mapping
@@ -87,6 +88,7 @@ def widen_numpy(arr: np.ndarray, *, copy: bool = True) -> np.ndarray:
     modify a user's weights through the returned array).
     """
     dt = arr.dtype
+    copy = True if copy else None  # False: a copy only when needed (another byte order, another dtype)
     if dt.kind == "f":
         if dt.itemsize < 4:
             return arr.astype(np.float32)
@@ -96,7 +98,7 @@ def widen_numpy(arr: np.ndarray, *, copy: bool = True) -> np.ndarray:
     if dt.kind in "iub":
         return arr.astype(np.float64)
     if dt.kind == "c":
-        return np.array(arr, copy=copy)
+        return np.array(arr, dtype=dt.newbyteorder("="), copy=copy)
     # extension float types (ml_dtypes bfloat16, float8...): they convert to float32 exactly
     try:
         return arr.astype(np.float32)
@@ -339,6 +341,28 @@ def check_shape(path: str, what: str, shape, *, fmt: str = "file") -> tuple:
     return tuple(int(d) for d in dims)
 
 
+_QUOTED = re.compile(r"""b?'(?:[^'\\\n]|\\.){0,300}'|b?"(?:[^"\\\n]|\\.){0,300}"|0x[0-9a-fA-F]+|\\x[0-9a-fA-F]{2}"""
+                     r"""|(?<=operand )\d+|(?<=load key, )\S+""")
+
+
+def foreign_reason(exc: BaseException, *, keep_quoted: bool = False) -> str:
+    """``'Type: first line of the message'`` of an exception raised by a parser of a file, without any of
+    the file's bytes.
+
+    Parsers quote what they could not read (``invalid load key, '-'``, ``got b'-----BEG'``, ``can't decode
+    byte 0x2d``): a file that is not a model (a private key behind a symlink) must not show up in an error
+    message, so quoted text, hexadecimal bytes and opcodes are replaced by ``<...>`` (``keep_quoted``: not,
+    for a file already known to be of its format, e.g. a trusted pickle).
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        return f"UnicodeDecodeError: bytes that are not {exc.encoding} text (at byte {exc.start})"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0][:300] if lines else ""
+    if not keep_quoted:
+        text = _QUOTED.sub("<...>", text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def parse_json(raw, where: str):
     """JSON text (bytes or str); :class:`CorruptFileError` when it is not JSON.
 
@@ -350,19 +374,24 @@ def parse_json(raw, where: str):
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray, memoryview)) else raw
         return json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError, TypeError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else foreign_reason(exc)
         raise CorruptFileError(f"{where[:1].upper()}{where[1:]} is not valid JSON ({reason[:300]}).") from None
 
 
 def read_json_file(path: str, what: str = "file"):
-    """:func:`parse_json` of a file's contents (an ``OSError`` other than a missing file is corruption too)."""
+    """:func:`parse_json` of a file's contents (an ``OSError`` other than a missing file is corruption too).
+
+    Only a regular file is read (a FIFO or a device is refused before reading), of at most
+    :data:`~.containment.MAX_JSON_BYTES`.
+    """
+    from .containment import read_small_file
+
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        raw = read_small_file(path, what)
     except (FileNotFoundError, PermissionError):
         raise
     except OSError as exc:
-        raise CorruptFileError(f"The {what} '{path}' cannot be read: {exc}.") from None
+        raise CorruptFileError(f"The {what} '{path}' cannot be read: {exc.strerror or type(exc).__name__}.") from None
     return parse_json(raw, f"the {what} '{path}'")
 
 

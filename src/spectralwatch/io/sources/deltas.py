@@ -71,6 +71,7 @@ class DeltaSource:
 
     def __init__(self, source, base):
         self._source, self._base = source, base
+        self.wrapped = (source, base)  # the sources read
         self.format = f"delta ({getattr(source, 'format', '')} - {getattr(base, 'format', '')})"
         self.description = (f"{getattr(source, 'description', '')} minus base model "
                             f"{getattr(base, 'description', '')}")

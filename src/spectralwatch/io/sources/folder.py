@@ -15,6 +15,11 @@ Choice of files, first match wins:
 A folder holding none of these but exactly one ``.gguf``, ``.onnx``, ``.keras`` or ``.h5`` file
 is read as that file (:func:`single_model_file`).
 
+Containment (:mod:`.containment`): every file read is a regular file inside the folder (a symlink may
+point elsewhere inside it, or into the ``blobs`` of a Hugging Face cache snapshot); shards, module
+folders and symlinks that lead outside are refused, ``"."`` in ``modules.json`` is the folder itself
+(not read twice), and module folders nest at most :data:`MAX_MODULE_DEPTH` deep.
+
 Ids start at 0 by default, as WeightWatcher 0.7.7 numbers a folder (a single file starts at 1).
 """
 
@@ -23,8 +28,10 @@ from __future__ import annotations
 import os
 import re
 
-from ...errors import CorruptFileError, UnknownFormatError
+from ...errors import CorruptFileError, UnknownFormatError, UnsafeFileError
 from ._common import FOLDER_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text, read_json_file
+from .budget import DEFAULT_MAX_WORK_RATIO
+from .containment import check_regular, model_roots, resolve_inside
 
 __all__ = ["FolderSource", "SAFETENSORS_INDEX", "single_model_file"]
 
@@ -32,6 +39,8 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 _SINGLE_FILE_EXTENSIONS = (".gguf", ".onnx", ".keras", ".h5")
 _MODULE_DIR = re.compile(r"^\d+_\w+$")
+#: sentence-transformers module folders nest at most this deep (real models: 1)
+MAX_MODULE_DEPTH = 4
 
 
 def _module_index(entry: dict) -> int:
@@ -39,8 +48,26 @@ def _module_index(entry: dict) -> int:
     return idx if isinstance(idx, int) else 0
 
 
+_WEIGHT_NAMES = (".safetensors", ".bin", ".pt", ".pth", ".npz", ".json") + _SINGLE_FILE_EXTENSIONS
+
+
 def _files(folder: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_file())
+    """The names of the regular files of ``folder`` (symlinks followed; FIFOs, devices, folders left out).
+
+    An entry that cannot be resolved (a loop of symlinks) is refused when its name is one spectralwatch
+    would read, and left out otherwise.
+    """
+    names = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            try:
+                if e.is_file():
+                    names.append(e.name)
+            except OSError:
+                if e.name.lower().endswith(_WEIGHT_NAMES):
+                    check_regular(e.path, "file")  # the one-line error (a loop of symlinks...)
+                    raise  # pragma: no cover - check_regular raised
+    return sorted(names)
 
 
 class FolderSource(StateDictLikeSource):
@@ -57,10 +84,14 @@ class FolderSource(StateDictLikeSource):
     def can_open(cls, obj) -> bool:
         return isinstance(obj, (str, os.PathLike)) and os.path.isdir(obj)
 
-    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False, roots=None, depth: int = 0,
+                 max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
+        self._ratio = max_work_ratio  # the work budget of each file (budget.py)
         self._start_id = check_start_id(start_id, FOLDER_START_ID)
         self._trust = bool(trust_pickle)
+        self._roots = tuple(roots) if roots else model_roots(self.path)  # what this model may read
+        self._depth = depth
         self._parts = self._open_parts()
         kinds = sorted({p.format for p in self._parts})
         self.description = f"{self.path} ({len(self._parts)} {'/'.join(kinds)} file{'s' * (len(self._parts) != 1)})"
@@ -72,8 +103,7 @@ class FolderSource(StateDictLikeSource):
         parts = self._root_parts(names)
         modules = self._module_folders(names)
         self._prefixes = [""] * len(parts)
-        for sub in modules:  # sentence-transformers modules: the first weighted one keeps its names
-            inner = FolderSource(os.path.join(folder, sub), trust_pickle=self._trust)
+        for sub, inner in modules:  # sentence-transformers modules: the first weighted one keeps its names
             self._prefixes.extend([f"{sub}." if parts else ""] * len(inner._parts))
             parts.extend(inner._parts)
         if parts:
@@ -91,26 +121,32 @@ class FolderSource(StateDictLikeSource):
         from .safetensors_ import SafetensorsFileSource
         from .torch_ import TorchFileSource
 
-        folder = self.path
+        own = self._own
         if SAFETENSORS_INDEX in names:
-            return self._open_index(os.path.join(folder, SAFETENSORS_INDEX))
+            return self._open_index(own(SAFETENSORS_INDEX))
         if BIN_INDEX in names:
-            index = os.path.join(folder, BIN_INDEX)
-            return [TorchFileSource(self._shard_path(index, s), trust_pickle=self._trust)
+            index = own(BIN_INDEX)
+            return [TorchFileSource(self._shard_path(index, s), trust_pickle=self._trust, max_work_ratio=self._ratio)
                     for s in sorted(set(self._read_index(index).values()))]
         chosen = [n for n in names if n.lower().endswith(".safetensors")]
         if chosen:
-            return [SafetensorsFileSource(os.path.join(folder, n)) for n in chosen]
+            return [SafetensorsFileSource(own(n), max_work_ratio=self._ratio) for n in chosen]
         chosen = [n for n in names
                   if (n.startswith("pytorch_model") and n.lower().endswith(".bin"))
                   or n.lower().endswith((".pt", ".pth"))]
         if chosen:
-            return [TorchFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
+            return [TorchFileSource(own(n), trust_pickle=self._trust, max_work_ratio=self._ratio) for n in chosen]
         chosen = [n for n in names if n.lower().endswith(".npz")]
-        return [NpzFileSource(os.path.join(folder, n), trust_pickle=self._trust) for n in chosen]
+        return [NpzFileSource(own(n), trust_pickle=self._trust, max_work_ratio=self._ratio) for n in chosen]
 
-    @staticmethod
-    def _read_index(index_path: str) -> dict:
+    def _own(self, name: str, what: str = "file", named_by: str = "") -> str:
+        """``folder/name``, checked: a regular file that is (or whose symlinks lead) inside the model."""
+        full = os.path.join(self.path, name)
+        resolve_inside(full, self._roots, what, named_by=named_by)
+        check_regular(full, what)
+        return full
+
+    def _read_index(self, index_path: str) -> dict:
         index = read_json_file(index_path, "index file")
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
@@ -121,10 +157,10 @@ class FolderSource(StateDictLikeSource):
         if os.path.basename(shard) != shard or shard in ("", ".", ".."):
             raise CorruptFileError(f"The index file '{index_path}' names a shard outside its folder: {shard!r}.")
         shard_path = os.path.join(self.path, shard)
-        if not os.path.isfile(shard_path):
+        if not os.path.lexists(shard_path):
             raise CorruptFileError(f"The index file '{index_path}' names the shard '{shard}', "
                                    f"which is missing from '{self.path}'.")
-        return shard_path
+        return self._own(shard, "shard", named_by=f"the index file '{index_path}'")
 
     def _open_index(self, index_path: str) -> list[StateDictLikeSource]:
         from .safetensors_ import SafetensorsFileSource
@@ -134,14 +170,20 @@ class FolderSource(StateDictLikeSource):
         for shard in sorted(set(weight_map.values())):
             shard_path = self._shard_path(index_path, shard)
             keys = [k for k, v in weight_map.items() if v == shard]
-            parts.append(SafetensorsFileSource(shard_path, order=keys))
+            parts.append(SafetensorsFileSource(shard_path, order=keys, max_work_ratio=self._ratio))
         return parts
 
-    def _module_folders(self, names: list[str]) -> list[str]:
-        """Sentence-transformers module folders holding weights, in ``modules.json`` order."""
+    def _module_folders(self, names: list[str]) -> list[tuple]:
+        """Sentence-transformers module folders holding weights, in ``modules.json`` order, each with its
+        opened :class:`FolderSource`.
+
+        A module path that leaves the model (``..``, an absolute path, a symlink elsewhere) is refused;
+        ``"."`` (or a path that resolves to this folder) is this folder, whose files are already read.
+        """
         subs = []
+        listing = os.path.join(self.path, "modules.json")
         if "modules.json" in names:
-            listed = read_json_file(os.path.join(self.path, "modules.json"), "file")
+            listed = read_json_file(self._own("modules.json"), "file")
             entries = sorted((m for m in listed if isinstance(m, dict)), key=_module_index) \
                 if isinstance(listed, list) else []
             subs = [str(m.get("path", "")) for m in entries if m.get("path")]
@@ -149,15 +191,24 @@ class FolderSource(StateDictLikeSource):
             subs = sorted((e.name for e in os.scandir(self.path) if e.is_dir() and _MODULE_DIR.match(e.name)),
                           key=lambda n: int(n.split("_")[0]))
         out = []
+        here = os.path.realpath(self.path)
         for sub in subs:
             full = os.path.join(self.path, sub)
-            if os.path.basename(sub) != sub or not os.path.isdir(full):
-                continue
+            if os.path.isabs(sub) or ".." in sub.replace("\\", "/").split("/"):
+                raise UnsafeFileError(f"The file '{listing}' names the module folder {sub[:200]!r}, outside the "
+                                      "model: refused, a model must not make spectralwatch read other files.")
+            real = resolve_inside(full, self._roots, "module folder", named_by=f"'{listing}'")
+            if real == here or not os.path.isdir(full):
+                continue  # "." is this folder (already read); a missing or non-folder module has no weights
+            if self._depth >= MAX_MODULE_DEPTH:
+                raise UnsafeFileError(f"The folder '{self.path}' nests sentence-transformers module folders more "
+                                      f"than {MAX_MODULE_DEPTH} deep: refused (real models nest one level).")
             try:
-                FolderSource(full, trust_pickle=self._trust)
+                inner = FolderSource(full, trust_pickle=self._trust, roots=self._roots, depth=self._depth + 1,
+                                     max_work_ratio=self._ratio)
             except UnknownFormatError:
                 continue  # a module without weights (pooling, normalisation)
-            out.append(sub)
+            out.append((sub, inner))
         return out
 
     @property

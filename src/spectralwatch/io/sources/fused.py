@@ -225,14 +225,16 @@ def model_config(model) -> dict:
     import os
 
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        folder = path if os.path.isdir(path) else os.path.dirname(path)
-        cfg = os.path.join(folder, "config.json")
-        if os.path.isfile(cfg):
+        from ...errors import SpectralWatchError
+        from .containment import companion_file, read_small_file
+
+        cfg = companion_file(os.fspath(model), "config.json")  # inside the model's folder (containment.py)
+        if cfg is not None:
             try:
-                with open(cfg, "rb") as fh:
-                    data = json.loads(fh.read().decode("utf-8"))
+                data = json.loads(read_small_file(cfg, "config.json").decode("utf-8"))
                 return data if isinstance(data, dict) else {}
+            except SpectralWatchError:  # refused (a FIFO, over the size limit): said, not ignored
+                raise
             except (OSError, ValueError, RecursionError):  # not readable as JSON: nothing to split by
                 return {}
         return {}
@@ -256,6 +258,7 @@ class FusedSplitSource:
 
     def __init__(self, source, config: dict):
         self._source, self._config = source, config or {}
+        self.wrapped = (source,)  # the source read
         self.format = getattr(source, "format", "")
         self.description = getattr(source, "description", "")
 

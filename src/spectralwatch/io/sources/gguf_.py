@@ -1,7 +1,7 @@
-"""GGUF files (llama.cpp), read with the ``gguf`` package: memory-mapped, one tensor at a time.
+"""GGUF files (llama.cpp), read with the ``gguf`` package's dequantisers: one tensor at a time.
 
-At open, :class:`gguf.GGUFReader` parses the header (it memory-maps the file; no tensor data is
-read). Each layer's loader maps only that tensor's bytes and dequantises them with
+At open, the header is parsed here with ``pread`` (bounds-checked, no tensor data read, no memory
+map: see :mod:`.guarded`). Each layer's loader reads only that tensor's bytes and dequantises them with
 ``gguf.quants.dequantize`` (Q4_0, Q4_1, Q5_x, Q8_0, the K-quants and whatever else the
 installed ``gguf`` supports), so the analysis holds one dequantised matrix at a time.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import mmap
 import os
 import struct
 from typing import Iterator
@@ -29,7 +28,10 @@ from ...deps import require
 from ...errors import CorruptFileError, UnknownFormatError
 from ._common import MAX_DIM, STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
 from .base import LayerRef
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget, refused_tensor
+from .containment import open_regular
 from .fused import append_parts
+from .guarded import check_unchanged, file_identity, read_at
 
 __all__ = ["GGUFFileSource", "gguf_layer_type"]
 
@@ -62,18 +64,38 @@ _MAX_COUNT = 1 << 24  # tensors, key-value pairs, array items: far above any rea
 _MAX_DIMS = 8
 
 
-class _Header:
-    """A bounds-checked reader of the little-endian GGUF header (no tensor data is touched)."""
+#: arrays of arrays nest at most this deep in the metadata (real files: arrays of strings, depth 1)
+_MAX_NESTING = 16
+_WINDOW = 1 << 20
 
-    def __init__(self, path: str, buf):
-        self.path, self.buf, self.pos = path, buf, 0
+
+class _Header:
+    """A bounds-checked reader of the little-endian GGUF header (no tensor data is touched).
+
+    The file is read with ``pread``, one window of 1 MiB at a time (no memory map: a file truncated while
+    it is read is an error here, not a ``SIGBUS``).
+    """
+
+    def __init__(self, path: str, fh, size: int):
+        self.path, self.fh, self.size, self.pos = path, fh, size, 0
+        self._start, self._data = 0, b""
+
+    def read(self, pos: int, n: int) -> bytes:
+        if pos + n > self.size:
+            raise _corrupt(self.path, f"the header ends at byte {self.size} in the middle of a field (offset {pos})")
+        if self._start <= pos and pos + n <= self._start + len(self._data):
+            return self._data[pos - self._start:pos - self._start + n]
+        data = _pread(self.fh, max(n, _WINDOW), pos)
+        if len(data) < min(n, self.size - pos):
+            raise _corrupt(self.path, "the file ended early while its header was read (truncated, or it changed "
+                                      "while it was being read)")
+        if n <= _WINDOW:
+            self._start, self._data = pos, data
+        return data[:n]
 
     def take(self, fmt: str):
         size = struct.calcsize(fmt)
-        if self.pos + size > len(self.buf):
-            raise _corrupt(self.path, f"the header ends at byte {len(self.buf)} in the middle of a field "
-                                      f"(offset {self.pos})")
-        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        value = struct.unpack(fmt, self.read(self.pos, size))[0]
         self.pos += size
         return value
 
@@ -83,55 +105,67 @@ class _Header:
             raise _corrupt(self.path, f"{what} {n} is implausible (limit {_MAX_COUNT})")
         return n
 
-    def string(self) -> str:
+    def skip(self, n: int, what: str) -> None:
+        if self.pos + n > self.size:
+            raise _corrupt(self.path, f"{what} at offset {self.pos} runs past the end of the file")
+        self.pos += n
+
+    def string(self, keep: bool = True):
         n = self.take("<Q")
-        if self.pos + n > len(self.buf):
+        if not keep:
+            self.skip(n, f"a string of {n} bytes")
+            return None
+        if self.pos + n > self.size:
             raise _corrupt(self.path, f"a string of {n} bytes at offset {self.pos} runs past the end of the file")
-        raw = bytes(self.buf[self.pos:self.pos + n])
+        raw = self.read(self.pos, n)
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, keep: bool):
+    def value(self, vtype: int, keep: bool, depth: int = 0):
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype])
         if vtype == _STRING:
-            return self.string()
+            return self.string(keep)
         if vtype == _ARRAY:
+            if depth >= _MAX_NESTING:
+                raise _corrupt(self.path, f"its metadata nests arrays more than {_MAX_NESTING} deep (at offset "
+                                          f"{self.pos})")
             itype, n = self.take("<I"), self.count("an array length of")
             if itype in _SCALARS:  # skip fixed-size items without reading them
-                size = struct.calcsize(_SCALARS[itype]) * n
-                if self.pos + size > len(self.buf):
-                    raise _corrupt(self.path, f"an array of {n} items at offset {self.pos} runs past the end")
-                self.pos += size
+                self.skip(struct.calcsize(_SCALARS[itype]) * n, f"an array of {n} items")
                 return None
             for _ in range(n):
-                self.value(itype, False)
+                self.value(itype, False, depth + 1)
             return None
         raise _corrupt(self.path, f"unknown metadata value type {vtype} at offset {self.pos - 4}")
 
 
-def read_gguf_header(path: str, gguf) -> tuple[dict, list]:
+def _pread(fh, n: int, pos: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fh.fileno(), n, pos)
+    fh.seek(pos)  # pragma: no cover - Windows
+    return fh.read(n)
+
+
+def read_gguf_header(path: str, gguf, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> tuple[dict, list]:
     """Parse and validate a GGUF header: ``(metadata of scalar/string values, tensors)``.
 
     Each tensor is ``(name, qtype, shape in numpy order, absolute offset, nbytes)``. Raises
     :class:`CorruptFileError` on any inconsistency, :class:`UnknownFormatError` for a tensor type
-    the ``gguf`` package does not know, before any tensor data is read.
+    the ``gguf`` package does not know, :class:`BudgetExceededError` for a header of far more tensors
+    than the file's data pays for (:mod:`.budget`), before any tensor data is read.
     """
-    size = os.path.getsize(path)
-    with open(path, "rb") as fh:
+    with open_regular(path, "GGUF file") as fh:
+        size = os.fstat(fh.fileno()).st_size
         if size < 24:
             raise _corrupt(path, f"the file has {size} bytes, fewer than a GGUF header")
-        buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        return _parse(path, gguf, _Header(path, buf), size)
-    finally:
-        buf.close()
+        return _parse(path, gguf, _Header(path, fh, size), size, Budget(path, "GGUF file", max_work_ratio))
 
 
-def _parse(path, gguf, h: _Header, size: int):
-    magic = bytes(h.buf[:4])
-    if magic != b"GGUF":
-        raise _corrupt(path, f"it does not start with the GGUF magic bytes (found {magic!r})")
+def _parse(path, gguf, h: _Header, size: int, budget: Budget):
+    magic = h.read(0, 4)
+    if magic != b"GGUF":  # (what it starts with is not shown: a file that is not GGUF may be anything)
+        raise _corrupt(path, "it does not start with the GGUF magic bytes 'GGUF'")
     h.pos = 4
     version = h.take("<I")
     if version not in (2, 3):
@@ -145,6 +179,8 @@ def _parse(path, gguf, h: _Header, size: int):
         value = h.value(vtype, True)
         if value is not None:
             meta[key] = value
+    # a tensor's entry takes at least 24 bytes of the header: what is left for data after them
+    budget.entries_upfront(n_tensors, size - h.pos - 24 * n_tensors)
     infos = []
     for _ in range(n_tensors):
         name = h.string()
@@ -183,11 +219,15 @@ def _parse(path, gguf, h: _Header, size: int):
         if start + nbytes > size:
             raise _corrupt(path, f"tensor '{name}' ends at byte {start + nbytes} but the file has {size} bytes "
                                  f"(dimensions {dims}, {qtype.name}: {nbytes} bytes from byte {start})")
-        tensors.append((name, qtype, tuple(int(d) for d in reversed(dims)), start, nbytes))
+        budget.store(start, nbytes)
+        why = budget.add(name, n_elems, note=f"{qtype.name} {tuple(int(d) for d in reversed(dims))}",
+                         own_stored=nbytes)
+        tensors.append((name, qtype, tuple(int(d) for d in reversed(dims)), start, nbytes, why))
     spans = sorted((t[3], t[3] + t[4], t[0]) for t in tensors if t[4])
     for (_s0, e0, k0), (s1, _e1, k1) in zip(spans, spans[1:]):
         if s1 < e0:
             raise _corrupt(path, f"the data of tensors '{k0}' and '{k1}' overlap")
+    budget.check()  # (each tensor is ``(name, qtype, shape, offset, nbytes, why the budget refuses it or '')``)
     return meta, tensors
 
 
@@ -208,42 +248,43 @@ def _dequantisable(gguf, qtype) -> bool:
     return traits is None or qtype in traits
 
 
-def load_gguf_tensor(path: str, offset: int, nbytes: int, qtype_value: int, shape: tuple) -> np.ndarray:
-    """Map ``nbytes`` at ``offset`` of ``path`` and dequantise them to ``shape`` (numpy order).
+def load_gguf_tensor(path: str, offset: int, nbytes: int, qtype_value: int, shape: tuple,
+                     identity: tuple = ()) -> np.ndarray:
+    """Read ``nbytes`` at ``offset`` of ``path`` and dequantise them to ``shape`` (numpy order).
 
-    Module-level (picklable with ``functools.partial``): a worker process reads its own tensor.
+    Module-level (picklable with ``functools.partial``): a worker process reads its own tensor. The bytes
+    are read with ``pread`` (:func:`.guarded.read_at`), the file checked against its ``identity`` at open:
+    a file rewritten meanwhile is an error for this tensor, never a ``SIGBUS``.
     """
     gguf = require("gguf", purpose=f"read the GGUF file '{path}'")
     qtype = gguf.GGMLQuantizationType(qtype_value)
     if os.path.getsize(path) < offset + nbytes:
+        check_unchanged(path, identity)
         raise _corrupt(path, f"a tensor ends at byte {offset + nbytes} but the file has {os.path.getsize(path)}")
     if nbytes == 0 or 0 in shape:
         return np.zeros(shape, dtype=np.float32)
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(nbytes,))
+    raw = read_at(path, offset, nbytes, identity)
+    name = qtype.name
+    if name in _FLOATS or name in _INTS:
+        np_type = {"BF16": np.uint16}.get(name, np.dtype(_FLOATS.get(name) or _INTS[name]))
+        values = raw.view(np_type).reshape(shape)
+        if name == "BF16":
+            out = (values.astype(np.uint32) << 16).view(np.float32)
+        elif name in _INTS:
+            out = values.astype(np.float64)
+        else:
+            out = values.astype(np.float32 if name != "F64" else np.float64)
+        return out
+    rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    blocks = raw.reshape(rows, nbytes // rows)
     try:
-        name = qtype.name
-        if name in _FLOATS or name in _INTS:
-            np_type = {"BF16": np.uint16}.get(name, np.dtype(_FLOATS.get(name) or _INTS[name]))
-            values = raw.view(np_type).reshape(shape)
-            if name == "BF16":
-                out = (values.astype(np.uint32) << 16).view(np.float32)
-            elif name in _INTS:
-                out = values.astype(np.float64)
-            else:
-                out = values.astype(np.float32 if name != "F64" else np.float64)
-            return out
-        rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
-        blocks = raw.reshape(rows, nbytes // rows)
-        try:
-            out = gguf.quants.dequantize(blocks, qtype)
-        except NotImplementedError:
-            raise UnknownFormatError(
-                f"The GGUF file '{path}' stores a tensor quantised as {name}, which the installed gguf package "
-                "cannot dequantise."
-            ) from None
-        return np.asarray(out, dtype=np.float32).reshape(shape)
-    finally:
-        del raw
+        out = gguf.quants.dequantize(blocks, qtype)
+    except NotImplementedError:
+        raise UnknownFormatError(
+            f"The GGUF file '{path}' stores a tensor quantised as {name}, which the installed gguf package "
+            "cannot dequantise."
+        ) from None
+    return np.asarray(out, dtype=np.float32).reshape(shape)
 
 
 class GGUFFileSource(BaseSource):
@@ -257,12 +298,15 @@ class GGUFFileSource(BaseSource):
     format = "gguf"
     extensions = (".gguf",)
 
-    def __init__(self, path, *, start_id=None):
+    def __init__(self, path, *, start_id=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
         gguf = require("gguf", purpose=f"read the GGUF file '{self.path}'")
-        meta, tensors = read_gguf_header(self.path, gguf)
-        self._tensors = [(n, q, shape, off, nb, _dequantisable(gguf, q)) for n, q, shape, off, nb in tensors]
+        self._identity = file_identity(self.path)
+        meta, tensors = read_gguf_header(self.path, gguf, max_work_ratio)
+        check_unchanged(self.path, self._identity, "its header")
+        self._tensors = [(n, q, shape, off, nb, _dequantisable(gguf, q)) for n, q, shape, off, nb, _ in tensors]
+        self._refused = {(off, nb): why for _, _, _, off, nb, why in tensors if why}
         arch = meta.get("general.architecture")
         self.architecture = arch if isinstance(arch, str) else ""
         self.description = f"{self.path} (GGUF{', ' + self.architecture if self.architecture else ''})"
@@ -273,7 +317,9 @@ class GGUFFileSource(BaseSource):
         dtype = _FLOATS.get(qname) or _INTS.get(qname) or "float32"
         quant = "" if qname in _FLOATS else qname
         skip = "" if ok else f"quantisation {qname} cannot be dequantised by the installed gguf package"
-        loader = functools.partial(load_gguf_tensor, self.path, offset, nbytes, int(qtype), shape)
+        loader = functools.partial(load_gguf_tensor, self.path, offset, nbytes, int(qtype), shape, self._identity)
+        if (offset, nbytes) in self._refused:
+            loader = functools.partial(refused_tensor, self._refused[(offset, nbytes)])
         return LayerRef(layer_id=layer_id, name=name, longname=name, layer_type=gguf_layer_type(name, len(shape)),
                         shape=shape, dtype=dtype, loader=loader, quant=quant, skip=skip)
 

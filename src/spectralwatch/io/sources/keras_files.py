@@ -7,13 +7,22 @@ dataset read once, in a child process under a time limit (:data:`SCAN_TIMEOUT` s
 hangs or kills the child is a :class:`CorruptFileError` here, never a hang or a crash of the caller. The
 layers' loaders then read their datasets in this process, one at a time, after checking that each is an
 in-file numeric array that does not decode to more than ``_common.MAX_EXPANSION`` times its stored size.
+
+Containment: every group and dataset is reached through hard links only. An HDF5 soft link, external link
+(another file's object, shown as this model's layer) or user-defined link is refused
+(:class:`~spectralwatch.errors.UnsafeFileError`), and so are datasets kept in external files or virtual
+datasets; a file never makes spectralwatch read another file. A compressed ``model.weights.h5`` member of a
+``.keras`` archive is inflated once per process (:func:`inflated_member`), not once per dataset.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import math
+import os
 import re
+import threading
 import warnings
 import zipfile
 from typing import Iterator
@@ -21,9 +30,12 @@ from typing import Iterator
 import numpy as np
 
 from ...deps import require
-from ...errors import CorruptFileError, SpectralWatchError
-from ._common import BaseSource, check_expansion, check_start_id, parse_json, path_text, reraise_access_errors
+from ...errors import CorruptFileError, SpectralWatchError, UnsafeFileError
+from ._common import (BaseSource, check_expansion, check_start_id, foreign_reason, parse_json, path_text,
+                      reraise_access_errors)
 from .base import LayerRef
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget
+from .containment import check_regular, open_regular
 from .keras_ import GROUP_CLASS, RNN_PARENTS, VAR_NAMES, KerasLayer, keras_refs
 
 __all__ = ["KerasFileSource", "read_h5_dataset", "SCAN_TIMEOUT"]
@@ -45,6 +57,42 @@ def _zip_member(zf, name: str, path: str):
     return info
 
 
+def link_child(group, name: str, path: str):
+    """``group[name]`` (``name`` may have several ``/``-separated parts), reached through hard links only;
+    None when it does not exist. A soft, external or user-defined link on the way is refused."""
+    import h5py
+
+    node = group
+    parts = [p for p in str(name).split("/") if p]
+    if str(name).startswith("/"):
+        node = group.file
+    for k, part in enumerate(parts):
+        try:
+            link = node.get(part, getlink=True)
+        except _H5_ERRORS as exc:
+            reraise_access_errors(exc)
+            raise CorruptFileError(f"The Keras file '{path}' has a link that cannot be read at "
+                                   f"'{'/'.join(parts[:k + 1])[:200]}': {foreign_reason(exc)}") from None
+        if link is None:
+            return None
+        if not isinstance(link, h5py.HardLink):
+            kind = {h5py.SoftLink: "a soft link", h5py.ExternalLink: "an external link (to another file)"}.get(
+                type(link), f"a link of kind {type(link).__name__}")
+            where = f"{str(getattr(node, 'name', '') or '').rstrip('/')}/{part}"
+            raise UnsafeFileError(f"The Keras file '{path}' holds {kind} at '{where[:200]}': "
+                                  "refused, a model file must not make spectralwatch read other objects or files "
+                                  "than its own datasets.")
+        try:
+            node = node[part]
+        except _H5_ERRORS as exc:
+            reraise_access_errors(exc)
+            raise CorruptFileError(f"The Keras file '{path}' has an object that cannot be read at "
+                                   f"'{'/'.join(parts[:k + 1])[:200]}': {foreign_reason(exc)}") from None
+        if k < len(parts) - 1 and not hasattr(node, "keys"):
+            return None
+    return node
+
+
 def _numeric_dataset(ds) -> bool:
     dt = ds.dtype
     return dt.kind in "biufc" and dt.fields is None and dt.subdtype is None
@@ -54,7 +102,7 @@ def _dataset(path: str, f, dataset: str) -> np.ndarray:
     """Read one dataset after checking that it is an in-file numeric array of a plausible size."""
     import h5py
 
-    ds = f[dataset]
+    ds = link_child(f, dataset, path)
     if not isinstance(ds, h5py.Dataset):
         raise CorruptFileError(f"'{dataset}' of the Keras file '{path}' is not a dataset.")
     if ds.external or ds.is_virtual:
@@ -68,6 +116,34 @@ def _dataset(path: str, f, dataset: str) -> np.ndarray:
     return np.asarray(ds)
 
 
+_INFLATED: dict = {}  # (file identity, member) -> its inflated bytes: one entry, the last member inflated
+_INFLATED_LOCK = threading.Lock()
+
+
+def inflated_member(path: str, member: str, zf=None) -> bytes:
+    """The inflated bytes of a compressed archive member, inflated once per process.
+
+    The last member inflated is kept (keyed by the archive's path, device, inode, size and modification
+    time, so a rewritten archive is inflated again): reading the datasets of a compressed
+    ``model.weights.h5`` one after the other costs one inflation, not one per dataset.
+    """
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, member)
+    with _INFLATED_LOCK:
+        if key in _INFLATED:
+            return _INFLATED[key]
+        if zf is None:
+            with zipfile.ZipFile(path) as own:
+                _zip_member(own, member, path)
+                data = own.read(member)
+        else:
+            _zip_member(zf, member, path)
+            data = zf.read(member)
+        _INFLATED.clear()
+        _INFLATED[key] = data
+        return data
+
+
 def read_h5_dataset(path: str, member: str | None, dataset: str) -> np.ndarray:
     """One dataset of an ``.h5`` file, or of the ``.h5`` member of a ``.keras`` zip archive."""
     h5py = require("h5py", purpose=f"read the Keras file '{path}'")
@@ -75,16 +151,20 @@ def read_h5_dataset(path: str, member: str | None, dataset: str) -> np.ndarray:
         if member is None:
             with h5py.File(path, "r") as f:
                 return _dataset(path, f, dataset)
-        with zipfile.ZipFile(path) as zf, zf.open(member) as fh:
+        with zipfile.ZipFile(path) as zf:
             stored = _zip_member(zf, member, path).compress_type == zipfile.ZIP_STORED
-            with h5py.File(fh if stored else io.BytesIO(fh.read()), "r") as f:
-                return _dataset(path, f, dataset)
-    except CorruptFileError:
+            if stored:
+                with zf.open(member) as fh, h5py.File(fh, "r") as f:
+                    return _dataset(path, f, dataset)
+            data = inflated_member(path, member, zf)
+        with h5py.File(io.BytesIO(data), "r") as f:
+            return _dataset(path, f, dataset)
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _H5_ERRORS as exc:
         reraise_access_errors(exc)
-        raise CorruptFileError(f"Cannot read '{dataset}' of the Keras file '{path}': {type(exc).__name__}: "
-                               f"{str(exc)[:300]}") from None
+        raise CorruptFileError(f"Cannot read '{dataset}' of the Keras file '{path}': "
+                               f"{foreign_reason(exc)}") from None
 
 
 def _configs_by_name(config) -> dict:
@@ -124,11 +204,16 @@ class _H5Walker:
                                    f"({'/'.join(path[:5])}/...).")
         subs = []
         for key in group:
-            item = group[key]
-            if not hasattr(item, "keys") or key == "vars":
+            if key == "vars":
+                continue
+            item = link_child(group, key, self.path)
+            if not hasattr(item, "keys"):
                 continue
             if key == "layers":
-                subs.extend((k, item[k]) for k in item if hasattr(item[k], "keys"))
+                for k in item:
+                    inner = link_child(item, k, self.path)
+                    if hasattr(inner, "keys"):
+                        subs.append((k, inner))
             else:
                 subs.append((key, item))
         rank = {n: i for i, n in enumerate(self.order)}
@@ -143,9 +228,8 @@ class _H5Walker:
             yield KerasLayer(path + (name,), cls or "", dict(cfg), self._weights(item, cls or "", key), parent_cls)
             yield from self.layers(item, path + (name,), cls or "")
 
-    @staticmethod
-    def _name(key, item) -> str:
-        vars_ = item.get("vars") if hasattr(item, "get") else None
+    def _name(self, key, item) -> str:
+        vars_ = link_child(item, "vars", self.path) if hasattr(item, "get") else None
         name = vars_.attrs.get("name") if vars_ is not None and hasattr(vars_, "attrs") else None
         if isinstance(name, bytes):
             name = name.decode("utf-8", errors="replace")
@@ -154,13 +238,13 @@ class _H5Walker:
     def _weights(self, item, cls, key) -> list:
         import h5py
 
-        vars_ = item.get("vars")
+        vars_ = link_child(item, "vars", self.path)
         if not isinstance(vars_, h5py.Group):
             return []
         names = VAR_NAMES.get(cls, ())
         out = []
         for idx in sorted((k for k in vars_ if k.isdigit()), key=int):
-            ds = vars_.get(idx)
+            ds = link_child(vars_, idx, self.path)
             if not isinstance(ds, h5py.Dataset) or not _numeric_dataset(ds):
                 continue  # a dangling link, a group, strings: not a weight
             var = names[int(idx)] if int(idx) < len(names) else ("kernel" if int(idx) == 0 else f"var{idx}")
@@ -185,10 +269,12 @@ def _legacy_layers(path, f, configs) -> Iterator[KerasLayer]:
     """Keras 2 / legacy ``.h5``: ``model_weights/<layer>`` with ``weight_names`` attributes."""
     import h5py
 
-    root = f["model_weights"] if "model_weights" in f else f
+    root = link_child(f, "model_weights", path) if "model_weights" in f else f
+    if not isinstance(root, h5py.Group):
+        raise CorruptFileError(f"The Keras file '{path}' has a 'model_weights' that is not a group.")
     names = _text_list(root.attrs.get("layer_names", list(root)))
     for lname in names:
-        group = root.get(lname) if lname else None
+        group = link_child(root, lname, path) if lname else None
         if not isinstance(group, h5py.Group):
             continue
         wnames = _text_list(group.attrs.get("weight_names", []))
@@ -201,31 +287,32 @@ def _legacy_layers(path, f, configs) -> Iterator[KerasLayer]:
             parent = ""
             if not cls and len(lpath) > 1:
                 parent = configs.get(lpath[-2], ("", {}))[0]
-            found = [(var, group.get(w)) for var, w in items if w and w in group]
+            found = [(var, link_child(group, w, path)) for var, w in items if w]
             weights = [(var, tuple(int(s) for s in ds.shape), ds.dtype.name,
                         functools.partial(read_h5_dataset, path, None, ds.name)) for var, ds in found
                        if isinstance(ds, h5py.Dataset) and _numeric_dataset(ds)]
             yield KerasLayer(lpath, cls, dict(cfg), weights, parent)
 
 
-def scan_file(path: str) -> list[KerasLayer]:
+def scan_file(path: str, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> list[KerasLayer]:
     """The layers of a Keras file, read in this process (see :func:`scan_isolated`)."""
     h5py = require("h5py", purpose=f"read the Keras file '{path}'")
     try:
         if path.lower().endswith(".keras"):
-            return _scan_archive(path, h5py)
+            return _scan_archive(path, h5py, max_work_ratio)
+        check_regular(path, "Keras file")
         with h5py.File(path, "r") as f:
-            return _scan_h5(path, f, None)
-    except CorruptFileError:
+            return _scan_h5(path, f, None, max_work_ratio=max_work_ratio)
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _H5_ERRORS as exc:
         reraise_access_errors(exc)
         raise CorruptFileError(f"The Keras file '{path}' is corrupted or truncated: "
-                               f"{type(exc).__name__}: {str(exc)[:300]}") from None
+                               f"{foreign_reason(exc)}") from None
 
 
-def _scan_archive(path: str, h5py) -> list[KerasLayer]:
-    with zipfile.ZipFile(path) as zf:
+def _scan_archive(path: str, h5py, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> list[KerasLayer]:
+    with open_regular(path, "Keras file") as raw, zipfile.ZipFile(raw) as zf:
         names = zf.namelist()
         if "model.weights.h5" not in names:
             raise CorruptFileError(f"The Keras archive '{path}' has no model.weights.h5 "
@@ -235,13 +322,42 @@ def _scan_archive(path: str, h5py) -> list[KerasLayer]:
             _zip_member(zf, "config.json", path)
             config = parse_json(zf.read("config.json"), f"the config.json of the Keras archive '{path}'")
         stored = _zip_member(zf, "model.weights.h5", path).compress_type == zipfile.ZIP_STORED
-        with zf.open("model.weights.h5") as fh:
-            # a stored member is read in place (h5py seeks in it); a compressed one is inflated
-            with h5py.File(fh if stored else io.BytesIO(fh.read()), "r") as f:
-                return _scan_h5(path, f, "model.weights.h5", config)
+        if stored:  # a stored member is read in place (h5py seeks in it)
+            with zf.open("model.weights.h5") as fh, h5py.File(fh, "r") as f:
+                return _scan_h5(path, f, "model.weights.h5", config, max_work_ratio)
+        data = inflated_member(path, "model.weights.h5", zf)  # a compressed one is inflated, once
+    with h5py.File(io.BytesIO(data), "r") as f:
+        return _scan_h5(path, f, "model.weights.h5", config, max_work_ratio)
 
 
-def _scan_h5(path: str, f, member, config=None) -> list[KerasLayer]:
+def _check_budget(path: str, f, layers: list, max_work_ratio) -> None:
+    """The work budget (:mod:`.budget`): a dataset referenced by many weight names or hard links counts once
+    as stored data and once per reference as work."""
+    import h5py
+
+    budget = Budget(path, "Keras file", max_work_ratio)
+    if not budget.enabled:
+        return
+    for layer in layers:
+        for _var, shape, _dtype, loader in layer.weights:
+            ds = link_child(f, loader.args[2], path)
+            if not isinstance(ds, h5py.Dataset):
+                continue
+            block = h5py.h5o.get_info(ds.id).addr
+            budget.store(block, int(ds.id.get_storage_size()))
+            # (a dataset refused alone fails when its layer is read: _dataset checks its expansion)
+            budget.add(loader.args[2], math.prod(shape), note=f"{ds.dtype} {tuple(shape)}", block=block,
+                       own_stored=int(ds.id.get_storage_size()))
+    budget.check()
+
+
+def _scan_h5(path: str, f, member, config=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> list[KerasLayer]:
+    layers = _scan_layers(path, f, member, config)
+    _check_budget(path, f, layers, max_work_ratio)
+    return layers
+
+
+def _scan_layers(path: str, f, member, config=None) -> list[KerasLayer]:
     if config is None and "model_config" in f.attrs:
         raw = f.attrs["model_config"]
         raw = raw.item() if isinstance(raw, np.ndarray) and raw.ndim == 0 else raw
@@ -271,10 +387,10 @@ def _from_records(path: str, records: list[dict]) -> list[KerasLayer]:
                     for var, shape, dtype, member, name in r["weights"]], r["parent_cls"]) for r in records]
 
 
-def _child(path: str, conn) -> None:
+def _child(path: str, conn, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> None:
     """In the child: scan the file, read every dataset once, send the layers (or the error) back."""
     try:
-        layers = scan_file(path)
+        layers = scan_file(path, max_work_ratio)  # (the budget is checked before any dataset is read)
         for layer in layers:
             for weight in layer.weights:
                 try:
@@ -305,7 +421,7 @@ def _fork(proc) -> None:
             proc.start()
 
 
-def scan_isolated(path: str) -> list[KerasLayer]:
+def scan_isolated(path: str, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> list[KerasLayer]:
     """:func:`scan_file` in a child process, under :data:`SCAN_TIMEOUT` seconds.
 
     A file that makes libhdf5 loop or crash is a :class:`CorruptFileError`. Inside a daemonic
@@ -317,11 +433,11 @@ def scan_isolated(path: str) -> list[KerasLayer]:
 
     require("h5py", purpose=f"read the Keras file '{path}'")
     if mp.current_process().daemon:
-        return scan_file(path)
+        return scan_file(path, max_work_ratio)
     fork = "fork" in mp.get_all_start_methods()
     ctx = mp.get_context("fork" if fork else "spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(path, send), name="spectralwatch-h5-scan")
+    proc = ctx.Process(target=_child, args=(path, send, max_work_ratio), name="spectralwatch-h5-scan")
     if fork:
         _fork(proc)
     else:
@@ -365,16 +481,16 @@ class KerasFileSource(BaseSource):
     format = "keras"
     extensions = (".keras", ".h5", ".hdf5")
 
-    def __init__(self, path, *, start_id=None):
+    def __init__(self, path, *, start_id=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self.description = self.path
         self._start_id = check_start_id(start_id, 0)
-        self._layers = scan_isolated(self.path)
+        self._layers = scan_isolated(self.path, max_work_ratio)
 
     def layers(self) -> Iterator[LayerRef]:
         try:
             refs = list(keras_refs(self._layers, self._start_id))  # lazy: nothing is read here
         except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError) as exc:
             raise CorruptFileError(f"The Keras file '{self.path}' has a layer that cannot be read: "
-                                   f"{type(exc).__name__}: {str(exc)[:300]}") from None
+                                   f"{foreign_reason(exc)}") from None
         return iter(refs)

@@ -32,10 +32,12 @@ from typing import Iterator
 
 import numpy as np
 
-from ...errors import CorruptFileError, InvalidParameterError
+from ...errors import CorruptFileError, InvalidParameterError, SpectralWatchError
 from ...core.matrices import low_rank_core
 from .base import LayerRef
 from .deltas import match_names
+from .containment import companion_file, read_small_file
+from .patterns import pattern_match
 
 __all__ = ["LoraSource", "adapter_config"]
 
@@ -47,27 +49,29 @@ def adapter_config(model) -> tuple[dict, str]:
     """``(adapter_config.json contents, its path)`` for an adapter folder or file, else ``({}, '')``."""
     if not isinstance(model, (str, os.PathLike)):
         return {}, ""
-    path = os.fspath(model)
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    cfg = os.path.join(folder, "adapter_config.json")
-    if not os.path.isfile(cfg):
+    cfg = companion_file(os.fspath(model), "adapter_config.json")  # inside the adapter's folder (containment.py)
+    if cfg is None:
         return {}, ""
     try:
-        with open(cfg, "rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))
+        data = json.loads(read_small_file(cfg, "adapter_config.json").decode("utf-8"))
+    except SpectralWatchError:  # refused (a FIFO, over the size limit): said, not ignored
+        raise
     except (OSError, ValueError, RecursionError):  # unreadable: the adapter is read without its config
         return {}, cfg
     return (data if isinstance(data, dict) else {}), cfg
 
 
 def _pattern_value(patterns, prefix: str, default):
+    """The value of the first key of ``patterns`` matching the module ``prefix`` (PEFT's rule), else ``default``.
+
+    The keys come from the adapter's file: they are matched as PEFT matches them, but in linear time
+    (:func:`.patterns.pattern_match`: a key such as ``(a+)+$`` cannot hang the analysis).
+    """
     if isinstance(patterns, dict):
+        name = prefix[len(_PEFT_PREFIX):] if prefix.startswith(_PEFT_PREFIX) else prefix
         for key, value in patterns.items():
-            try:
-                if prefix == key or prefix.endswith("." + key) or re.fullmatch(rf".*\.{key}", prefix):
-                    return value
-            except re.error:  # not a regular expression: only the exact names above match it
-                continue
+            if isinstance(key, str) and (pattern_match(key, name) or pattern_match(key, prefix)):
+                return value
     return default
 
 
@@ -124,6 +128,7 @@ class LoraSource:
 
     def __init__(self, source, mode, *, model=None, base=None, config: dict | None = None, where: str = ""):
         self._source, self._mode, self._model, self._base = source, mode, model, base
+        self.wrapped = tuple(s for s in (source, base) if s is not None)  # the sources read
         self._config = config or {}
         self._where = where or getattr(source, "description", "the adapter")
         self.format = f"peft ({getattr(source, 'format', '')})"

@@ -17,12 +17,15 @@ from typing import Iterator
 
 import numpy as np
 
-from ...errors import CorruptFileError, UnknownFormatError
+from ...errors import CorruptFileError, SpectralWatchError, UnknownFormatError
 from ._common import (ARRAY_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource, TensorEntry,
                       has_tensor_values, check_bytes_available, check_expansion, check_shape, check_start_id,
-                      describe_object, mapping_entries, path_text, reraise_access_errors, type_from_ndim,
-                      unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
+                      describe_object, foreign_reason, mapping_entries, path_text, reraise_access_errors,
+                      type_from_ndim, unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle, widen_numpy)
 from .base import LayerRef
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget, refused_tensor
+from .containment import open_regular
+from .guarded import check_unchanged, file_identity
 
 __all__ = ["NumpyArraySource", "StateDictSource", "NpzFileSource", "NpyFileSource"]
 
@@ -95,8 +98,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImpleme
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+    return foreign_reason(exc)  # never the file's bytes
 
 
 def _read_npy_header(fh):
@@ -139,23 +141,33 @@ class NpzFileSource(StateDictLikeSource):
     extensions = (".npz",)
     may_unpickle = True
 
-    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self.description = self.path
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
         self._trust = bool(trust_pickle)
+        self._budget = Budget(self.path, ".npz file", max_work_ratio)
+        self._refused: dict = {}  # member -> why the budget refuses it alone (its layer's failed row)
         self._entries = self._scan()
+        self._budget.check()  # duplicate members naming one stored array, arrays of zeros...
 
     def _scan(self) -> list[tuple[str, tuple, str]]:
         found, pickled = [], []
         try:
-            with zipfile.ZipFile(self.path, "r") as zf:
-                for info in zf.infolist():
+            with open_regular(self.path, ".npz file") as raw, zipfile.ZipFile(raw, "r") as zf:
+                members = zf.infolist()
+                self._budget.entries_upfront(len(members), os.fstat(raw.fileno()).st_size, "archive members")
+                for info in members:
                     if not info.filename.endswith(".npy"):
                         continue
                     key = info.filename[: -len(".npy")]
                     with zf.open(info, "r") as fh:
                         shape, dtype = _npy_entry(self.path, key, fh, lambda pos: info.file_size - pos)
+                    self._budget.store(info.header_offset, info.compress_size)
+                    why = self._budget.add(key, math.prod(shape), note=f"{dtype} {shape}", block=info.header_offset,
+                                           own_stored=info.compress_size)
+                    if why:
+                        self._refused[key] = why
                     if dtype.hasobject:
                         pickled.append(key)
                         if not self._trust:
@@ -163,7 +175,7 @@ class NpzFileSource(StateDictLikeSource):
                     elif not _numeric_dtype(dtype):
                         continue  # strings, records...: not weights
                     found.append((key, shape, dtype.name))
-        except CorruptFileError:
+        except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
             raise
         except _READ_ERRORS as exc:
             reraise_access_errors(exc)
@@ -179,6 +191,8 @@ class NpzFileSource(StateDictLikeSource):
 
     def _loader(self, key: str):
         # picklable (see safetensors_._loader): workers read their own arrays from the file
+        if key in self._refused:
+            return functools.partial(refused_tensor, self._refused[key])
         return functools.partial(_load_npz_array, self.path, key, self._trust)
 
     def entries(self) -> list[TensorEntry]:
@@ -230,7 +244,7 @@ def _load_npz_array(path, key: str, trust_pickle: bool = False) -> np.ndarray:
         check_expansion(path, f"array '{key}'", info.file_size, info.compress_size, fmt=".npz file")
         with zf.open(info, "r") as fh:  # zipfile serialises the reads of one archive across threads
             arr = np.lib.format.read_array(fh, allow_pickle=bool(trust_pickle))
-    except CorruptFileError:
+    except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
         raise
     except _READ_ERRORS as exc:
         reraise_access_errors(exc)
@@ -243,17 +257,19 @@ def _load_npz_array(path, key: str, trust_pickle: bool = False) -> np.ndarray:
     return widen_numpy(arr, copy=False)
 
 
-def _load_npy_array(path: str) -> np.ndarray:
-    """The array of a ``.npy`` file, memory-mapped then copied (never unpickled)."""
+def _load_npy_array(path: str, identity: tuple = ()) -> np.ndarray:
+    """The array of a ``.npy`` file, read into memory (never memory-mapped: a file cut while it is read is an
+    error, not a ``SIGBUS``; never unpickled); the file must still be the one opened (:mod:`.guarded`)."""
+    check_unchanged(path, identity)
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        with open_regular(path, ".npy file") as fh:
+            arr = np.load(fh, allow_pickle=False)
     except _READ_ERRORS as exc:
         reraise_access_errors(exc)
+        check_unchanged(path, identity)
         raise CorruptFileError(f"Cannot read the .npy file '{path}' (corrupted or truncated): {_reason(exc)}") from None
-    try:
-        return widen_numpy(np.asarray(arr), copy=True)
-    finally:
-        del arr
+    check_unchanged(path, identity)
+    return widen_numpy(arr, copy=False)
 
 
 class NpyFileSource(BaseSource):
@@ -271,15 +287,17 @@ class NpyFileSource(BaseSource):
     extensions = (".npy",)
     may_unpickle = True
 
-    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
+        # (no work budget needed: the header's shape must fit in the file's bytes, checked below)
         self.path = path_text(path)
         self.description = self.path
         self._inner = None
-        size = os.path.getsize(self.path)
+        self._identity = file_identity(self.path)
+        size = self._identity[2]
         try:
-            with open(self.path, "rb") as fh:
+            with open_regular(self.path, ".npy file") as fh:
                 self.shape, dtype = _npy_entry(self.path, "W", fh, lambda pos: size - pos)
-        except CorruptFileError:
+        except SpectralWatchError:  # ours (corrupt, unsafe, over budget): as it is
             raise
         except _READ_ERRORS as exc:
             reraise_access_errors(exc)
@@ -312,7 +330,7 @@ class NpyFileSource(BaseSource):
         if self._inner is not None:
             return self._inner.layers()
         shape = self.shape
-        loader = functools.partial(_load_npy_array, self.path)
+        loader = functools.partial(_load_npy_array, self.path, self._identity)
         return iter([LayerRef(layer_id=self._start_id, name="W", longname="W",
                               layer_type=type_from_ndim("W", len(shape)), shape=shape, dtype=self.dtype,
                               loader=loader)])

@@ -30,9 +30,11 @@ from typing import Iterator
 import numpy as np
 
 from ...deps import require
-from ...errors import CorruptFileError, SpectralWatchError
-from ._common import BaseSource, check_shape, check_start_id, path_text, widen_numpy
+from ...errors import CorruptFileError, SpectralWatchError, UnsafeFileError
+from ._common import BaseSource, check_shape, check_start_id, foreign_reason, path_text, widen_numpy
 from .base import LayerRef
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget, refused_tensor
+from .containment import check_regular, resolve_inside
 from .fused import append_parts, gate_parts
 
 __all__ = ["ONNXFileSource", "ONNXModelSource"]
@@ -65,10 +67,13 @@ def _attr(node, name, default=None):
 class _Graph:
     """The weights of a graph and who consumes them."""
 
-    def __init__(self, model, base_dir: str | None, where: str):
+    def __init__(self, model, base_dir: str | None, where: str, max_work_ratio=None):
         onnx = require("onnx", purpose="read an ONNX model")
         self.onnx, self.base_dir, self.where = onnx, base_dir, where
+        self.budget = Budget(where.strip("'"), "ONNX model", max_work_ratio)
+        self.refused: dict = {}  # tensor -> why the budget refuses it alone (its layer's failed row)
         graph = model.graph
+        self.external_files: set = set()  # the external data files the tensors name
         self.tensors = {t.name: t for t in graph.initializer}
         self.order = list(self.tensors)  # a repeated name is read once
         for node in graph.node:
@@ -79,6 +84,7 @@ class _Graph:
                     self.order.append(node.output[0])
         for name in self.order:
             self._check(self.tensors[name])
+        self.budget.check()  # initializers sharing one external block, typed fields of zeros...
         self.consumers = defaultdict(list)
         self.dequant = {}  # DequantizeLinear output -> (quantised tensor, scale, zero point, axis)
         for node in graph.node:
@@ -91,6 +97,21 @@ class _Graph:
     def _check(self, t) -> None:
         """Dims that the stored data can fill, checked before anything is allocated from them."""
         shape = check_shape(self.where, f"tensor '{t.name}'", list(t.dims), fmt="ONNX model")
+        if t.data_location == self.onnx.TensorProto.EXTERNAL:  # where its data is, checked before all else
+            location = external_location(t, self.base_dir, self.where)
+            self.external_files.add(location)
+            info = {e.key: e.value for e in t.external_data}
+            block = (location, info.get("offset"), info.get("length"))
+            own = _external_bytes(t, self.base_dir, self.where)
+        elif t.HasField("raw_data"):
+            block, own = ("raw", id(t)), len(t.raw_data)
+        else:
+            block, own = ("typed", id(t)), 4 * max((len(getattr(t, f)) for f in _TYPED_FIELDS), default=0)
+        self.budget.store(block, own)
+        why = self.budget.add(_text(t.name), math.prod(shape), note=f"shape {tuple(shape)}", block=block,
+                              own_stored=own)
+        if why:
+            self.refused[t.name] = why
         try:
             bits = 8 * np.dtype(self.onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
         except Exception:  # an element type this onnx does not know: reading it fails on its own
@@ -98,7 +119,7 @@ class _Graph:
         packed = t.data_type in _PACKED_4BIT
         bits = 4 if packed else bits
         if t.data_location == self.onnx.TensorProto.EXTERNAL:
-            available = _external_bytes(t, self.base_dir) * 8 // bits
+            available = _external_bytes(t, self.base_dir, self.where) * 8 // bits
         elif t.HasField("raw_data"):
             available = len(t.raw_data) * 8 // bits
         else:  # typed fields: one element per value (two for packed 4-bit types)
@@ -124,9 +145,35 @@ _PACKED_4BIT = (21, 22, 23)  # UINT4, INT4, FLOAT4E2M1
 _TYPED_FIELDS = ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
 
 
-def _external_bytes(t, base_dir: str | None) -> int:
+def external_location(t, base_dir: str | None, where: str) -> str:
+    """The resolved file of an external tensor's data; for a model read from a file it must be a regular
+    file inside the model's folder (:mod:`.containment`): an absolute ``location``, ``..`` or a symlink
+    leading elsewhere, a FIFO or a device is refused before anything is opened."""
+    info = {e.key: e.value for e in t.external_data}
+    location = info.get("location", "")
+    path = os.path.join(base_dir or "", location)
+    if base_dir is None:  # an in-memory model: the caller's own files, as onnx reads them
+        return path
+    if not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/"):
+        raise UnsafeFileError(f"The ONNX model {where} stores tensor '{_text(t.name)[:200]}' in the file "
+                              f"{location[:200]!r}, outside the model's folder: refused, a model must not make "
+                              "spectralwatch read other files.")
+    if not os.path.lexists(path):  # missing: the size checks say so, naming the model and the tensor
+        return path
+    real = resolve_inside(path, (os.path.realpath(base_dir),), "external data file",
+                          named_by=f"the ONNX model {where}")
+    try:
+        check_regular(path, "external data file")
+    except SpectralWatchError as exc:
+        raise type(exc)(f"The ONNX model {where} stores tensor '{_text(t.name)[:200]}' in a file that cannot be "
+                        f"read: {exc}") from None
+    return real
+
+
+def _external_bytes(t, base_dir: str | None, where: str = "") -> int:
     """Bytes an external tensor may read: its ``length``, else what its file holds after ``offset``."""
     info = {e.key: e.value for e in t.external_data}
+    path = external_location(t, base_dir, where)
     try:
         offset = int(info.get("offset") or 0)
         length = int(info["length"]) if info.get("length") else None
@@ -134,7 +181,6 @@ def _external_bytes(t, base_dir: str | None) -> int:
         return 0
     if length is not None:
         return max(0, length)
-    path = os.path.join(base_dir or "", info.get("location", ""))
     try:
         return max(0, os.path.getsize(path) - offset)
     except OSError:
@@ -214,6 +260,8 @@ class _Weight:
 
     def load(self) -> np.ndarray:
         g = self.graph
+        if self.name in g.refused:  # far more values than it stores: its own failed row
+            refused_tensor(g.refused[self.name])
         try:
             W = g.array(self.name)
             if self.quant_from is not None:
@@ -222,7 +270,7 @@ class _Weight:
                                 g.array(zero) if zero in g.tensors else None, axis)
         except Exception as exc:  # onnx reading untrusted data (external files included): any failure is corruption
             raise CorruptFileError(f"Cannot read the tensor '{self.name}' of the ONNX model {g.where}: "
-                                   f"{type(exc).__name__}: {str(exc)[:300]}") from None
+                                   f"{foreign_reason(exc)}") from None
         if self.transpose:
             W = W.T
         return widen_numpy(np.ascontiguousarray(W), copy=False)
@@ -250,18 +298,17 @@ class ONNXModelSource(BaseSource):
     def can_open(cls, obj) -> bool:
         return is_onnx_model(obj)
 
-    def __init__(self, model, *, start_id=None):
+    def __init__(self, model, *, start_id=None, max_work_ratio=None):
         self._start_id = check_start_id(start_id, 0)
         if not self.description:
             self.description = f"ONNX model ({model.graph.name or 'graph'}, {len(model.graph.initializer)} initializers)"
         where = f"'{self.path}'" if getattr(self, "path", None) else self.description
         try:
-            self._graph = _Graph(model, self._base_dir, where)
+            self._graph = _Graph(model, self._base_dir, where, max_work_ratio)
         except SpectralWatchError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:  # odd attributes, types...
-            raise CorruptFileError(f"The ONNX model {where} cannot be read: {type(exc).__name__}: "
-                                   f"{str(exc)[:300]}") from None
+            raise CorruptFileError(f"The ONNX model {where} cannot be read: {foreign_reason(exc)}") from None
 
     def layers(self) -> Iterator[LayerRef]:
         parts: list[LayerRef] = []
@@ -274,7 +321,7 @@ class ONNXModelSource(BaseSource):
                 w = _Weight(g, tname)
             except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                 raise CorruptFileError(f"The ONNX model {g.where} has a node using tensor '{tname}' that cannot be "
-                                       f"read: {type(exc).__name__}: {str(exc)[:300]}") from None
+                                       f"read: {foreign_reason(exc)}") from None
             shape = tuple(int(d) for d in g.tensors[tname].dims)
             if w.transpose:
                 shape = shape[::-1]
@@ -306,11 +353,12 @@ class ONNXFileSource(ONNXModelSource):
     short = ""
     can_open = classmethod(BaseSource.can_open.__func__)  # a path, not the in-memory model of the parent
 
-    def __init__(self, path, *, start_id=None):
+    def __init__(self, path, *, start_id=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self.description = self.path
         self._base_dir = os.path.dirname(os.path.abspath(self.path))
-        super().__init__(_load_onnx(self.path), start_id=start_id)
+        super().__init__(_load_onnx(self.path), start_id=start_id, max_work_ratio=max_work_ratio)
+        self.external_files = sorted(self._graph.external_files)
 
 
 def _load_onnx(path: str):
@@ -322,8 +370,7 @@ def _load_onnx(path: str):
         raise
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not a valid ONNX model
         raise CorruptFileError(
-            f"The ONNX file '{path}' is corrupted or truncated ({size} bytes): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'cannot be parsed'}"
+            f"The ONNX file '{path}' is corrupted or truncated ({size} bytes): {foreign_reason(exc)}"
         ) from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.initializer):
         raise CorruptFileError(f"The ONNX file '{path}' holds no graph (truncated, or not an ONNX model).")

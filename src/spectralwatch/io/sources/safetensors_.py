@@ -9,6 +9,7 @@ Tensor order is the sorted key order, the order of ``safetensors.safe_open(...).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import json
@@ -20,7 +21,11 @@ from typing import Callable
 import numpy as np
 
 from ...errors import CorruptFileError, NotYetSupportedError
-from ._common import MAX_DIM, STATE_DICT_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget
+from .containment import open_regular
+from .guarded import check_unchanged, file_identity
+from ._common import (MAX_DIM, STATE_DICT_START_ID, StateDictLikeSource, TensorEntry, check_start_id, foreign_reason,
+                      path_text)
 
 __all__ = ["SafetensorsFileSource", "SafetensorsTensor", "read_safetensors_header"]
 
@@ -114,38 +119,44 @@ class SafetensorsTensor:
     shape: tuple
     start: int          # absolute file offset of the first byte
     nbytes: int
+    identity: tuple = ()  # the file's identity when it was opened (guarded.file_identity): checked on read
 
 
 def _corrupt(path: str, problem: str) -> CorruptFileError:
     return CorruptFileError(f"The safetensors file '{path}' is corrupted or truncated: {problem}.")
 
 
-def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
+def read_safetensors_header(path, max_work_ratio=DEFAULT_MAX_WORK_RATIO) -> tuple[dict, list[SafetensorsTensor]]:
     """Parse and validate the header of a safetensors file.
 
     Returns ``(metadata, tensors)`` with tensors in sorted key order. Raises
     :class:`CorruptFileError` (naming the file and the problem) on any inconsistency, before
-    anything the size of a tensor is allocated.
+    anything the size of a tensor is allocated, and :class:`BudgetExceededError` for a header far
+    larger than the data it describes (checked before the header is parsed, see :mod:`.budget`).
     """
     path = path_text(path)
-    file_size = os.path.getsize(path)
-    with open(path, "rb") as fh:
+    with open_regular(path, "safetensors file") as fh:
+        file_size = os.fstat(fh.fileno()).st_size
         head = fh.read(8)
         if len(head) < 8:
             raise _corrupt(path, f"the file has {file_size} bytes, fewer than the 8-byte header length")
         header_len = int.from_bytes(head, "little")
+        # (the length itself is never printed: in a file that is not a safetensors file it is 8 of its bytes)
         if header_len > file_size - 8:
-            raise _corrupt(path, f"the header length field says {header_len} bytes but only "
-                                 f"{file_size - 8} bytes follow it")
+            raise _corrupt(path, f"its first 8 bytes, the header length, give more than the {file_size - 8} bytes "
+                                 "that follow them (not a safetensors file, or truncated)")
         if header_len > MAX_HEADER_BYTES:
-            raise _corrupt(path, f"the header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
+            raise _corrupt(path, f"the header length exceeds the {MAX_HEADER_BYTES}-byte limit")
         raw = fh.read(header_len)
     if len(raw) != header_len:
         raise _corrupt(path, "the header could not be read completely")
+    budget = Budget(path, "safetensors file", max_work_ratio)
+    budget.store("data", file_size - 8 - header_len)
+    budget.header(header_len, "a JSON header")  # before parsing it: a 95 MB header is 2.5 GB of objects
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _corrupt(path, f"the header is not valid JSON ({exc})") from None
+        raise _corrupt(path, f"the header is not valid JSON ({foreign_reason(exc)})") from None
     except RecursionError:
         raise _corrupt(path, "the header is JSON nested too deeply to be a safetensors header") from None
     if not isinstance(header, dict):
@@ -184,6 +195,8 @@ def read_safetensors_header(path) -> tuple[dict, list[SafetensorsTensor]]:
             raise _corrupt(path, f"tensor '{key}' of shape {shape} and dtype {dtype} needs "
                                  f"{expected_bits / 8:g} bytes but its data_offsets span {end - begin}")
         tensors.append(SafetensorsTensor(key, dtype, tuple(shape), data_start + begin, end - begin))
+        budget.add(key, math.prod(shape), note=f"{dtype} {tuple(shape)}")
+    budget.check()
 
     spans = sorted((t.start, t.start + t.nbytes, t.key) for t in tensors if t.nbytes)
     for (s0, e0, k0), (s1, _e1, k1) in zip(spans, spans[1:]):
@@ -200,7 +213,7 @@ LARGE_MATRIX_BYTES = 1 << 26
 _CHUNK_BYTES = 1 << 24
 
 
-def _read_large_matrix(path: str, t: SafetensorsTensor, spec: _DType) -> np.ndarray:
+def _read_large_matrix(path: str, t: SafetensorsTensor, spec: _DType, identity: tuple = ()) -> np.ndarray:
     """A big 2-D float tensor as float64, laid out so that its tall orientation is C-contiguous.
 
     The analysis turns every matrix into a tall float64 one (``N >= M``); reading into that layout
@@ -211,7 +224,7 @@ def _read_large_matrix(path: str, t: SafetensorsTensor, spec: _DType) -> np.ndar
     storage = np.dtype(spec.storage)
     out = np.empty((rows, cols)) if rows >= cols else np.empty((cols, rows)).T
     step = max(1, _CHUNK_BYTES // max(1, cols * storage.itemsize))
-    with open(path, "rb") as fh:
+    with open_regular(path, "safetensors file") as fh:
         fh.seek(t.start)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
@@ -221,11 +234,18 @@ def _read_large_matrix(path: str, t: SafetensorsTensor, spec: _DType) -> np.ndar
                                      "truncated)")
             block = spec.convert(buf) if spec.convert is not None else buf
             out[r0:r1] = block.reshape(r1 - r0, cols)
+    check_unchanged(path, identity, f"tensor '{t.key}'")
     return out
 
 
 def read_safetensors_tensor(path: str, t: SafetensorsTensor) -> np.ndarray:
-    """Read one tensor (and only it) as float32/float64 numpy."""
+    """Read one tensor (and only it) as float32/float64 numpy.
+
+    ``t.identity`` (:func:`.guarded.file_identity` at open): a file rewritten since is an error, never
+    another file's values shown as this one's.
+    """
+    identity = t.identity
+    check_unchanged(path, identity, f"tensor '{t.key}'")
     spec = _DTYPES.get(t.dtype)
     if spec is None or spec.storage is None:
         raise NotYetSupportedError(
@@ -233,15 +253,17 @@ def read_safetensors_tensor(path: str, t: SafetensorsTensor) -> np.ndarray:
         )
     if (len(t.shape) == 2 and t.nbytes > LARGE_MATRIX_BYTES and min(t.shape) > 0
             and (np.dtype(spec.storage).kind == "f" or spec.convert is not None)):
-        return _read_large_matrix(path, t, spec)
+        return _read_large_matrix(path, t, spec, identity)
     storage = np.dtype(spec.storage)
     count = t.nbytes // storage.itemsize
     buf = np.empty(count, dtype=storage)
-    with open(path, "rb") as fh:
+    with open_regular(path, "safetensors file") as fh:
         fh.seek(t.start)
         got = fh.readinto(memoryview(buf).cast("B")) if t.nbytes else 0
     if got != t.nbytes:
+        check_unchanged(path, identity, f"tensor '{t.key}'")
         raise _corrupt(path, f"tensor '{t.key}' could not be read completely (the file changed or is truncated)")
+    check_unchanged(path, identity, f"tensor '{t.key}'")
     if spec.convert is not None:
         arr = spec.convert(buf)
     elif storage.kind == "f":
@@ -264,11 +286,14 @@ class SafetensorsFileSource(StateDictLikeSource):
     format = "safetensors"
     extensions = (".safetensors",)
 
-    def __init__(self, path, *, start_id=None, order: list[str] | None = None):
+    def __init__(self, path, *, start_id=None, order: list[str] | None = None,
+                 max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self.description = self.path
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
-        self.metadata, tensors = read_safetensors_header(self.path)
+        self._identity = file_identity(self.path)
+        self.metadata, tensors = read_safetensors_header(self.path, max_work_ratio)
+        check_unchanged(self.path, self._identity, "its header")
         self._tensors = {t.key: t for t in tensors}
         self._order = [t.key for t in tensors]
         if order is not None:
@@ -290,7 +315,7 @@ class SafetensorsFileSource(StateDictLikeSource):
     def _loader(self, t: SafetensorsTensor):
         # a partial of a module-level function: picklable, so a worker process or a Dask worker can
         # read the tensor itself from the file (no weight crosses from the driver)
-        return functools.partial(read_safetensors_tensor, self.path, t)
+        return functools.partial(read_safetensors_tensor, self.path, dataclasses.replace(t, identity=self._identity))
 
     def entries(self) -> list[TensorEntry]:
         out = []

@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from typing import Iterator
 
 from ...deps import require
-from ...errors import CorruptFileError, UnknownFormatError, UnsafeFileError
+from ...errors import BudgetExceededError, CorruptFileError, UnknownFormatError, UnsafeFileError
 from ._common import (ARRAY_START_ID, MODULE_START_ID, STATE_DICT_START_ID, BaseSource, StateDictLikeSource,
-                      TensorEntry, has_tensor_values, check_start_id, describe_object, is_torch_module,
+                      TensorEntry, has_tensor_values, check_start_id, describe_object, foreign_reason, is_torch_module,
                       is_torch_tensor, mapping_entries, path_text, torch_dtype_name, torch_to_numpy,
-                      unsafe_pickle_error, unwrap_checkpoint, warn_trusted_pickle)
+                      unsafe_pickle_error, unwrap_checkpoint, value_to_numpy, warn_trusted_pickle)
 from .base import LayerRef
+from .budget import DEFAULT_MAX_WORK_RATIO, Budget
+from .containment import check_regular
+from .guarded import check_unchanged, copy_mapped, file_identity
 from .fused import append_parts, packed_parts
 from .numpy_ import single_layer
 
@@ -206,7 +209,7 @@ _LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyErro
 def _corrupt(path: str, exc: BaseException) -> CorruptFileError:
     return CorruptFileError(
         f"The file '{path}' is not a readable PyTorch file (truncated, corrupted or not written by torch.save): "
-        f"{type(exc).__name__}: {_first_line(str(exc))}")
+        f"{foreign_reason(exc)}")
 
 
 def _torch_load(path: str, trust_pickle: bool = False):
@@ -228,7 +231,7 @@ def _torch_load(path: str, trust_pickle: bool = False):
         raise
     except Exception as exc:  # a trusted pickle runs arbitrary code: anything can come out of it
         raise CorruptFileError(f"The file '{path}' could not be unpickled, even with trust_pickle=True: "
-                               f"{type(exc).__name__}: {_first_line(str(exc))}") from None
+                               f"{foreign_reason(exc, keep_quoted=True)}") from None
 
 
 def _load(torch, path: str, *, weights_only: bool):
@@ -250,20 +253,12 @@ def _load(torch, path: str, *, weights_only: bool):
             raise unsafe_pickle_error(path, f"contains pickled Python objects{what}", _RESAVE) from None
         raise CorruptFileError(
             f"The file '{path}' is not a readable PyTorch file (truncated, corrupted or not written "
-            f"by torch.save): {_first_line(msg)}"
+            f"by torch.save): {foreign_reason(exc)}"
         ) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except _LOAD_ERRORS as exc:
         raise _corrupt(path, exc) from None
-
-
-def _first_line(msg: str) -> str:
-    for line in msg.splitlines():
-        line = line.strip()
-        if line:
-            return line[:300]
-    return ""
 
 
 def load_state_dict_file(path: str, trust_pickle: bool = False) -> Mapping:
@@ -283,8 +278,121 @@ def load_state_dict_file(path: str, trust_pickle: bool = False) -> Mapping:
     return inner
 
 
+#: accessors of the parts of a tensor that is not strided (sparse COO, CSR, CSC, BSR, BSC)
+_SPARSE_PARTS = ("_indices", "_values", "crow_indices", "col_indices", "ccol_indices", "row_indices", "values")
+
+
+def _stored_parts(t) -> list:
+    """The strided tensors that hold ``t``'s data: itself, or the indices and values of a sparse tensor."""
+    if str(t.layout) == "torch.strided":
+        return [t]
+    parts = []
+    for name in _SPARSE_PARTS:
+        try:
+            part = getattr(t, name)()
+        except (AttributeError, RuntimeError, TypeError, NotImplementedError):
+            continue
+        if str(part.layout) == "torch.strided" and all(part is not p for p in parts):
+            parts.append(part)
+    return parts
+
+
+def _describe_tensor(t) -> str:
+    layout = str(t.layout).replace("torch.", "")
+    if layout != "strided":
+        return f"a {layout} tensor of shape {tuple(t.shape)}"
+    try:
+        stored = t.untyped_storage().nbytes()
+    except (RuntimeError, NotImplementedError):
+        return f"shape {tuple(t.shape)}"
+    if stored < t.numel() * t.element_size():
+        return f"a strided view of shape {tuple(t.shape)} over {stored} stored bytes"
+    return f"shape {tuple(t.shape)}"
+
+
+def check_torch_budget(path: str, mapping: Mapping, max_work_ratio) -> dict:
+    """The work budget of a state dict (:mod:`.budget`): sparse and strided tensors are counted by the values
+    they densify to, storages once however often referenced. A tensor that alone asks for too much is
+    refused alone (returned: ``{key: reason}``, its layer's failed row); a file whose other tensors ask for
+    too much together (one storage referenced many times) is refused."""
+    budget = Budget(path, "PyTorch file", max_work_ratio)
+    refused: dict = {}
+    if not budget.enabled:
+        return refused
+    for key in mapping.keys():
+        value = mapping[key]
+        if not is_torch_tensor(value):
+            continue
+        block, own = None, 0
+        for part in _stored_parts(value):
+            try:
+                storage = part.untyped_storage()
+                block = ("storage", storage.data_ptr(), storage.nbytes())
+                budget.store(block, storage.nbytes())
+                own += storage.nbytes()
+            except (RuntimeError, NotImplementedError):  # a tensor without a plain storage: its own size
+                budget.store(("tensor", id(part)), part.numel() * part.element_size())
+                own += part.numel() * part.element_size()
+        why = budget.add(str(key), value.numel(), note=_describe_tensor(value), block=block, own_stored=own)
+        if why:
+            refused[key] = why
+    budget.check()
+    return refused
+
+
+def _guarded_copy(t, path: str, identity: tuple, what: str):
+    """A strided CPU tensor copied out of its (memory-mapped) storage without touching the mapping
+    directly (:func:`.guarded.copy_mapped`): a truncated file is an error, not a ``SIGBUS``."""
+    import torch
+
+    shape, stride = tuple(t.shape), tuple(t.stride())
+    item = t.element_size()
+    if t.numel() == 0:
+        return torch.empty(shape, dtype=t.dtype)
+    span = 1 + sum((n - 1) * s for n, s in zip(shape, stride))  # elements from the first to the last
+    start = t.untyped_storage().data_ptr() + t.storage_offset() * item
+    raw = copy_mapped(start, span * item, path, identity, f"tensor '{what}'")
+    flat = torch.frombuffer(raw, dtype=torch.uint8).view(t.dtype)
+    return torch.as_strided(flat, shape, stride, 0)
+
+
+def guarded_torch_to_numpy(t, path: str, identity: tuple, what: str):
+    """:func:`torch_to_numpy` of a tensor read from ``path``, copied out of the file mapping safely."""
+    import torch
+
+    if getattr(t, "is_quantized", False) or t.device.type != "cpu":
+        check_unchanged(path, identity, f"tensor '{what}'")
+        return torch_to_numpy(t)
+    layout = str(t.layout)
+    if layout == "torch.strided":
+        return torch_to_numpy(_guarded_copy(t, path, identity, what))
+    # a sparse tensor is rebuilt from copies of its parts with its invariants checked: torch does not check
+    # them when it loads one, and densifying indices out of range writes outside the tensor's memory
+    try:
+        if layout == "torch.sparse_coo":
+            copy = torch.sparse_coo_tensor(_guarded_copy(t._indices(), path, identity, what),
+                                           _guarded_copy(t._values(), path, identity, what), t.shape,
+                                           check_invariants=True)
+        else:
+            compressed = layout in ("torch.sparse_csr", "torch.sparse_bsr")
+            ci, pi = (t.crow_indices(), t.col_indices()) if compressed else (t.ccol_indices(), t.row_indices())
+            copy = torch.sparse_compressed_tensor(
+                _guarded_copy(ci, path, identity, what), _guarded_copy(pi, path, identity, what),
+                _guarded_copy(t.values(), path, identity, what), t.shape, layout=t.layout, check_invariants=True)
+    except RuntimeError as exc:
+        raise CorruptFileError(f"The sparse tensor '{what}' of '{path}' is invalid (indices out of its shape or "
+                               f"out of order): {foreign_reason(exc)}") from None
+    return torch_to_numpy(copy)
+
+
 class TorchFileSource(StateDictLikeSource):
-    """``torch.save`` files, loaded with ``weights_only=True`` and memory-mapped when possible."""
+    """``torch.save`` files, loaded with ``weights_only=True`` and memory-mapped when possible.
+
+    A tensor is copied out of the mapping through :func:`.guarded.copy_mapped` and the file checked against
+    its identity at open: a checkpoint rewritten while it is read (a training loop saving ``last.pt``) is an
+    error for the layers read after it, never a ``SIGBUS``. Sparse and strided tensors, and storages
+    referenced many times, count against the work budget (:mod:`.budget`).
+    """
 
     name = "pytorch file"
     reads = (".pt/.pth/.bin/.ckpt files written by torch.save (state dicts or checkpoints), "
@@ -295,11 +403,29 @@ class TorchFileSource(StateDictLikeSource):
     extensions = (".pt", ".pth", ".bin", ".ckpt")
     may_unpickle = True
 
-    def __init__(self, path, *, start_id=None, trust_pickle: bool = False):
+    def __init__(self, path, *, start_id=None, trust_pickle: bool = False, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)
         self.description = self.path
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
+        check_regular(self.path, "PyTorch file")
+        self._identity = file_identity(self.path)
         self._state_dict = load_state_dict_file(self.path, trust_pickle)
+        check_unchanged(self.path, self._identity, "while torch.load read it")
+        self._refused = check_torch_budget(self.path, self._state_dict, max_work_ratio)
+
+    def _loader(self, key):
+        mapping, path, identity = self._state_dict, self.path, self._identity
+        refused = self._refused.get(key)
+
+        def load():
+            if refused:  # a sparse or strided tensor far larger than what it stores: its own failed row
+                raise BudgetExceededError(refused[:1].upper() + refused[1:] + ".")
+            value = mapping[key]
+            if not is_torch_tensor(value):  # pragma: no cover - entries are tensors
+                return value_to_numpy(value)
+            return guarded_torch_to_numpy(value, path, identity, str(key))
+
+        return load
 
     def entries(self) -> list[TensorEntry]:
-        return mapping_entries(self._state_dict)
+        return mapping_entries(self._state_dict, loader_for=self._loader)

@@ -5,11 +5,13 @@ Nothing here imports matplotlib at module level (``import spectralwatch`` stays 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from ...deps import require
+from ..safe_text import figure_text
 
 #: the house palette (colour-blind safe: Okabe-Ito)
 COLORS = {
@@ -47,8 +49,10 @@ def positive_values(evals) -> np.ndarray:
 
 
 def set_title(ax, title, second: str = "") -> None:
-    text = title or ""
+    """A title (a layer or model name: escaped, no mathtext, no control character) and a second line."""
+    text = figure_text(title or "")
     if second:
+        second = figure_text(second)
         text = f"{text}\n{second}" if text else second
     if text:  # an explicit y skips matplotlib's costly automatic title placement
         ax.set_title(text, fontsize=10, y=1.0, pad=6)
@@ -63,6 +67,22 @@ def shorten(text: str, width: int = 38) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3):]
 
 
+def render_figure(fig, fmt: str = "png", **kwargs) -> bytes:
+    """The figure's file contents. A text that matplotlib cannot typeset (mathtext that slipped past
+    :func:`~spectralwatch.render.safe_text.figure_text`) is drawn literally instead of failing the figure."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=fmt, **kwargs)
+    except ValueError:
+        from matplotlib.text import Text
+
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
 class Canvas:
     """Agg figures reused from file to file: no pyplot, no window, nothing left open.
 
@@ -73,9 +93,10 @@ class Canvas:
 
     _MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.86}
 
-    def __init__(self, figsize=(6.4, 4.4), dpi=100, fmt="png"):
+    def __init__(self, figsize=(6.4, 4.4), dpi=100, fmt="png", inputs=()):
         _mpl()
         self.figsize, self.dpi, self.fmt = figsize, dpi, fmt
+        self.inputs = inputs  # paths a figure file may never replace (spectralwatch.io.outputs)
         self._figures = {}
         # fastest zlib level: files ~1.5x larger, encoding ~5x faster
         self._kwargs = {"pil_kwargs": {"compress_level": 1}} if fmt == "png" else {}
@@ -100,9 +121,12 @@ class Canvas:
         return ax
 
     def save(self, path: Path) -> Path:
+        """Write the figure to ``path``: checked against the inputs, written whole (atomically)."""
+        from ...io.outputs import write_atomic
+
         for ax in self.fig.axes:  # minor ticks of log axes are most of the drawing time
             ax.minorticks_off()
-        self.fig.savefig(path, format=self.fmt, **self._kwargs)
+        write_atomic(path, render_figure(self.fig, self.fmt, **self._kwargs), self.inputs, what="figure")
         return path
 
 

@@ -298,7 +298,7 @@ def _extra_drawers(report):
 
 
 def save_figures(report, directory, *, layers=None, model=True, kinds=None, dpi=100, fmt="png",
-                 progress=False) -> list:
+                 progress=False, inputs=()) -> list:
     """Write the figures of a report to ``directory`` (created if needed); returns the paths.
 
     Per layer, WeightWatcher's names ``ww.layer{id}.{kind}.{fmt}`` (``{id}`` is
@@ -321,12 +321,19 @@ def save_figures(report, directory, *, layers=None, model=True, kinds=None, dpi=
     fmt : {'png', 'svg', 'pdf'}
     progress : bool
         Draw a progress line on stderr.
+    inputs : iterable of paths
+        Files and folders no figure may replace or be written into, besides the report's own
+        ``report.inputs`` (:mod:`spectralwatch.io.outputs`): a folder that is, or lies inside, an input
+        folder, or that is a symlink or not a folder, is refused
+        (:class:`~spectralwatch.errors.OutputPathError`).
     """
+    from ...io.outputs import check_output_folder, protected_paths
     from ..progress import Progress
 
-    out = Path(directory)
+    protected = protected_paths([*(getattr(report, "inputs", ()) or ()), *(inputs or ())])
+    out = check_output_folder(directory, protected)
     out.mkdir(parents=True, exist_ok=True)
-    canvas = Canvas(dpi=dpi, fmt=fmt)
+    canvas = Canvas(dpi=dpi, fmt=fmt, inputs=protected)
     extras = _extra_drawers(report)
     wanted = None if kinds is None else set(kinds)
     keep = None if layers is None else {int(i) for i in layers}

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from .base import COLORS, WELL_TRAINED, new_axes, add_legend, shorten, set_title
+from ..safe_text import figure_text
 
 __all__ = ["alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label"]
 
@@ -62,7 +63,7 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
         ax.axhspan(*WELL_TRAINED, color=COLORS["band"], alpha=0.10, label="well-trained: 2 ≤ α ≤ 6")
     line = color or COLORS["esd"]
     ax.plot(pos, shown, color=line, linewidth=1.0 if color else 0.8, alpha=0.9 if color else 0.6,
-            label=f"{label}: α" if (label and color) else None)
+            label=f"{figure_text(label)}: α" if (label and color) else None)
     warn = np.asarray(ok["warning"] if "warning" in ok else [""] * len(ok), dtype=object)
     for name, mask in (("well-trained", (warn != "over-trained") & (warn != "under-trained")),
                        ("over-trained", warn == "over-trained"), ("under-trained", warn == "under-trained")):
@@ -183,7 +184,8 @@ def layer_type_breakdown(details, *, ax=None, title=None):
                    medianprops={"color": "black"}, flierprops={"markersize": 3})
         for i, (_, _, values) in enumerate(data, start=1):
             ax.scatter(values, np.full(values.size, i), s=9, color=COLORS["esd"], zorder=3)
-        ax.set_yticks(range(1, len(data) + 1), [f"{shorten(k)} ({d.size})" for _, k, d in data], fontsize=8)
+        ax.set_yticks(range(1, len(data) + 1), [f"{figure_text(shorten(k))} ({d.size})" for _, k, d in data],
+                      fontsize=8)
     ax.set_xlabel("α")
     set_title(ax, title, "alpha by kind of layer (number of layers)")
     return ax
