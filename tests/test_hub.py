@@ -120,3 +120,21 @@ def test_a_clear_message_when_the_extra_is_missing(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_hub)
     with pytest.raises(MissingDependencyError, match=r"pip install 'spectralwatch\[hub\]'"):
         spectralwatch.analyze("hf://org/tiny")
+
+
+def test_the_command_line_reads_hub_names(hub_cache, tmp_path, monkeypatch, capsys):
+    from spectralwatch.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no local folder 'org/tiny' here: the name is the Hub's
+    assert main(["analyze", "org/tiny", "-f", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "encoder.layer.1.dense" in captured.out and "Hugging Face Hub" in captured.err
+    assert main(["analyze", "hf://org/tiny", "--revision", "v1", "-f", "json", "-q"]) == 0
+    v1 = capsys.readouterr().out
+    assert main(["describe", "org/tiny"]) == 0 and "encoder.layer.0.dense" in capsys.readouterr().out
+    assert main(["analyze", "org/tiny", "--revision", "v1", "-f", "json", "-q"]) == 0
+    assert capsys.readouterr().out == v1
+    local = tmp_path / "m.npz"
+    np.savez(local, **{"a.weight": np.ones((20, 10))})
+    assert main(["analyze", str(local), "--revision", "v1"]) == 2  # a revision of a local file: a usage error
+    assert "Hugging Face Hub" in capsys.readouterr().err

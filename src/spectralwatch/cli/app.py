@@ -150,11 +150,35 @@ def _add_scheduler(p) -> None:
 
 def _validated(args, entry: str = "analyze") -> dict:
     """The subcommand's option flags, validated once against the option table (``--scheduler`` is
-    the executor's address)."""
+    the executor's address). Model arguments that name Hugging Face Hub models (``hf://org/name``,
+    or ``org/name`` when no such local path exists) are resolved here to their local snapshot
+    folders (downloaded once into the Hub's cache; ``--revision`` picks the branch, tag or commit),
+    so the journal and the outputs see ordinary local paths."""
     options = _options(args)
     if getattr(args, "scheduler", None):
         options["executor"] = args.scheduler if "://" in args.scheduler else f"tcp://{args.scheduler}"
-    return validate(entry, options)
+    values = validate(entry, options)
+    if hasattr(args, "paths"):
+        args.labels = list(args.paths)  # what the user typed: the names shown
+        args.paths = [_local(p, values["revision"]) for p in args.paths]
+    elif hasattr(args, "path"):
+        args.path = _local(args.path, values["revision"])
+    values["revision"] = None  # applied: the paths are local now
+    return values
+
+
+def _local(path: str, revision):
+    """A model argument as a local path: Hub names are resolved (and downloaded once)."""
+    from ..io.sources import looks_like_hub_id, resolve_model
+
+    hub = path if path.startswith("hf://") else f"hf://{path}" if looks_like_hub_id(path) else None
+    if hub is None:
+        if revision is not None:
+            raise InvalidParameterError("The 'revision' option applies only to Hugging Face Hub models "
+                                        "(hf://org/name).")
+        return path
+    _say(f"reading {hub} from the Hugging Face Hub (or its local cache) ...")
+    return str(resolve_model(hub, revision))
 
 
 def _add_output_options(p) -> None:
@@ -199,7 +223,7 @@ def _analyze(args, out) -> int:
         emit.check_format(_format_of(args.out, args.format))
     _check_outputs(args, options.base_model)  # an output that would destroy an input: refused before any work
     journal = _open_journal(args, options)
-    names = emit.model_names(args.paths)
+    names = emit.model_names(getattr(args, "labels", args.paths))
     reports = []
     try:
         for i, path in enumerate(args.paths):
@@ -377,7 +401,8 @@ def _describe(args, out) -> int:
     from . import output as emit
     from ..pipeline.analyze import describe
 
-    frame = describe(args.path, **_validated(args, "describe"))
+    values = _validated(args, "describe")  # (a Hub name becomes its local snapshot here)
+    frame = describe(args.path, **values)
     if not len(frame) and args.format == "table":
         print("no analysable layer", file=out)
         return 0
