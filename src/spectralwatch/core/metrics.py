@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["SpectralMetrics", "spectral_metrics", "matrix_rank", "matrix_entropy", "alpha_metrics"]
+__all__ = ["SpectralMetrics", "spectral_metrics", "matrix_rank", "numerical_rank", "matrix_entropy",
+           "alpha_metrics"]
 
 _EPS = np.finfo(np.float64).eps
 #: WeightWatcher's additive guard in the entropy (keeps log(0) out of the sum)
@@ -24,6 +25,19 @@ def matrix_rank(svals: np.ndarray, N: int) -> int:
     if svals.size == 0:
         return 0
     return int(np.count_nonzero(svals > svals.max() * N * _EPS))
+
+
+def numerical_rank(svals: np.ndarray, N: int, storage_tol: float = 0.0) -> int:
+    """Rank at the stored precision: ``#{s > max(s_max * N * eps64, storage_tol)}`` (:mod:`.precision`).
+
+    ``N`` is the long side of the matrix (``max(N, M)``); ``storage_tol`` the rounding-noise bound
+    of the stored format (:func:`spectralwatch.core.precision.storage_noise_bound`), 0 for float64
+    or exact integers, where this is :func:`matrix_rank`.
+    """
+    svals = np.asarray(svals, dtype=np.float64)
+    if svals.size == 0:
+        return 0
+    return int(np.count_nonzero(svals > max(svals.max() * N * _EPS, float(storage_tol))))
 
 
 def matrix_entropy(evals: np.ndarray, rank: int) -> float:
@@ -55,6 +69,8 @@ class SpectralMetrics:
     stable_rank: float
     matrix_rank: int
     rank_loss: int
+    numerical_rank: int
+    numerical_rank_loss: int
     weak_rank_loss: int
     entropy: float
 
@@ -67,7 +83,7 @@ def _log10(x: float) -> float:
 
 
 def spectral_metrics(evals: np.ndarray, svals_per_slice: np.ndarray, N: int, *,
-                     tolerance: float = 1e-6) -> SpectralMetrics:
+                     tolerance: float = 1e-6, storage_tol=None) -> SpectralMetrics:
     """Metrics of a (pooled) spectrum.
 
     Parameters
@@ -80,13 +96,18 @@ def spectral_metrics(evals: np.ndarray, svals_per_slice: np.ndarray, N: int, *,
         Long side of the matrices (enters the rank tolerance ``s_max * N * eps``).
     tolerance : float
         ``weak_rank_loss`` counts eigenvalues below it.
+    storage_tol : array_like, shape (rf,), optional
+        Per matrix, the rounding-noise bound of the stored precision in the units of the singular
+        values (:func:`spectralwatch.core.precision.storage_noise_bound`); None means float64
+        storage (``numerical_rank`` is then the per-matrix reference rank).
 
     Notes
     -----
     ``norm = sum(lambda)`` (squared Frobenius norm), ``stable_rank = norm / lambda_max``,
     ``matrix_rank`` on the pooled singular values, ``rank_loss`` = sum over slices of
     ``M - rank(slice)``. ``sv_min`` is the smallest singular value over all slices (WeightWatcher
-    0.7.7 reports the largest of the per-slice minima).
+    0.7.7 reports the largest of the per-slice minima). ``numerical_rank`` is the sum over the
+    matrices of :func:`numerical_rank` (so ``numerical_rank + numerical_rank_loss = num_evals``).
     """
     evals = np.asarray(evals, dtype=np.float64)
     lam_max = float(evals.max())
@@ -94,6 +115,9 @@ def spectral_metrics(evals: np.ndarray, svals_per_slice: np.ndarray, N: int, *,
     svals = np.sqrt(evals)
     rank = matrix_rank(svals, N)
     rank_loss = sum(len(s) - matrix_rank(s, N) for s in svals_per_slice)
+    tols = np.zeros(len(svals_per_slice)) if storage_tol is None else np.broadcast_to(
+        np.asarray(storage_tol, dtype=np.float64), (len(svals_per_slice),))
+    num_rank = sum(numerical_rank(s, N, t) for s, t in zip(svals_per_slice, tols))
     return SpectralMetrics(
         num_evals=int(evals.size),
         lambda_max=lam_max,
@@ -106,6 +130,8 @@ def spectral_metrics(evals: np.ndarray, svals_per_slice: np.ndarray, N: int, *,
         stable_rank=norm / lam_max if lam_max > 0 else float("nan"),
         matrix_rank=rank,
         rank_loss=int(rank_loss),
+        numerical_rank=int(num_rank),
+        numerical_rank_loss=int(evals.size - num_rank),
         weak_rank_loss=int(np.count_nonzero(evals < tolerance)),
         entropy=matrix_entropy(evals, rank),
     )

@@ -18,6 +18,7 @@ from ..core.fit.powerlaw import PowerLawFit, fit_checked
 from .stats_columns import fit_kwargs
 from ..core.matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices, matrix_geometry
 from ..core.metrics import alpha_metrics, spectral_metrics
+from ..core.precision import storage_eps, storage_noise_bound
 from ..options import FitConfig, Options
 from ..io.sources.base import ANALYSABLE_TYPES, LayerRef
 from .spectra import compute_spectrum
@@ -100,13 +101,17 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
     pooled = options.matrices.pool or mats.rf == 1
     groups = [(None, spec.evals, spec.svals, mats.stack)] if pooled else [
         (i, spec.evals[i:i + 1], spec.svals[i:i + 1], mats.stack[i:i + 1]) for i in range(mats.rf)]
+    # the rank at the stored precision (core/precision.py): the rounding-noise bound of each matrix
+    eps, _ = storage_eps(base.get("dtype", ""), base.get("quant", ""))
+    noise = storage_noise_bound(mats.stack, eps, mats.eval_scale)
     results = []
     for slice_id, ev, sv, stack in groups:
         row = dict(base)
         if not options.matrices.pool:
             row["slice_id"] = 0 if slice_id is None else slice_id
         evals = np.sort(ev.ravel())
-        metrics = spectral_metrics(evals, sv, mats.N, tolerance=spectrum.tolerance)
+        tol = noise if slice_id is None else noise[slice_id:slice_id + 1]
+        metrics = spectral_metrics(evals, sv, mats.N, tolerance=spectrum.tolerance, storage_tol=tol)
         row.update(has_esd=True, **metrics.as_dict())
         if metrics.lambda_max <= 0:
             row.update(_FIT_NAN, status="failed", warning="", alpha_weighted=np.nan, log_alpha_norm=np.nan,
