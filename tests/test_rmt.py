@@ -299,7 +299,8 @@ def _phase_matrices():
     collapsed[:50] = 0.0
     return {
         "random-like": gaussian(N_PH, M_PH, seed=0),
-        "bleeding-out": with_spectrum(_tail_spectrum(0.8, 6.0), N_PH, seed=1),
+        # eigenmass just past the edge (up to ~1.1 x it); a tail reaching 2 x the edge is bulk-decay (issue 14)
+        "bleeding-out": with_spectrum(_tail_spectrum(0.9, 10.0), N_PH, seed=1),
         "bulk+spikes": with_spectrum(spikes, N_PH, seed=2),
         "bulk-decay": with_spectrum(_tail_spectrum(0.7, 4.5), N_PH, seed=3),
         "heavy-tailed": with_spectrum(_tail_spectrum(0.7, 3.0), N_PH, seed=4),

@@ -550,7 +550,7 @@ def rmt_columns(ctx) -> dict:
     Keys starting with ``_`` are not columns: the Report keeps them per layer (``_rand_evals``
     for ``get_ESD(layer, random=True)``, ``_traps`` for ``get_traps(layer)``).
     """
-    from .phases import classify_phase
+    from .phases import classify_phase, entry_tail_index
 
     opts = ctx.options
     Q, M = ctx.N / ctx.M, ctx.M
@@ -561,7 +561,13 @@ def rmt_columns(ctx) -> dict:
         mp = fit_marchenko_pastur(ctx.evals, Q, M, method=opts.mp_fit_method)
         cols.update(mp.columns())
         alpha = float(row["alpha"]) if pl_ok else float("nan")
-        cols["phase"] = classify_phase(ctx.evals, mp, alpha=alpha, rank_loss=int(row.get("rank_loss", 0))).label
+        # the entries' tail, unless the stack is not the weights (a LoRA core, a pseudo-inverse)
+        weights = not getattr(opts, "inverse", False) and (row.get("N"), row.get("M")) == (ctx.N, ctx.M)
+        mu = entry_tail_index(ctx.stack) if weights else float("nan")
+        ph = classify_phase(ctx.evals, mp, alpha=alpha, tail_index=mu,
+                            rank_loss=int(row.get("numerical_rank_loss", row.get("rank_loss", 0))))
+        cols.update(phase=ph.label, phase_note=ph.note, tw_spikes=ph.num_spikes, tw_pvalue=ph.pvalue,
+                    entry_tail_index=mu)
     if opts.randomize:
         rand = randomized_esd(ctx.stack, ctx.evals, ctx.rng, eval_scale=ctx.eval_scale, method=opts.mp_fit_method)
         cols.update(rand.columns())
