@@ -12,8 +12,9 @@ The spike study plants one rank-one signal of a given strength (in units of the 
 the Tracy-Widom test (``tw_spikes``, false-positive rate 1%) and by WeightWatcher's margin rule
 (``num_spikes``); strength 0 is pure noise, where any spike is a false positive.
 
-    python benchmarks/phases/run.py                        # full run (about 5 minutes on 2 cores)
-    python benchmarks/phases/run.py --reduced              # 2 test seeds, small power study (~1 minute)
+    python benchmarks/phases/run.py                        # test seeds, sweeps, power (minutes: see README)
+    python benchmarks/phases/run.py --tune                 # also the tuning seeds
+    python benchmarks/phases/run.py --reduced              # 2 test seeds, small sweeps and power study
     python benchmarks/phases/run.py --json results.json    # also write every row
 """
 
@@ -95,35 +96,45 @@ def breakdown(rows, key: str) -> str:
     return "; ".join(out)
 
 
-def spike_power(reps: int, shapes=POWER_SHAPES, strengths=POWER_STRENGTHS, seed: int = 7) -> list:
+def _power_cell(args) -> dict:
+    from spectralwatch.core.rmt import fit_marchenko_pastur
+    from spectralwatch.core.tracy_widom import tracy_widom_spikes
+    from threadpoolctl import threadpool_limits
+
+    N, M, s, reps, seed = args
+    rng = np.random.default_rng([seed, N, M, int(round(100 * s))])
+    tw = ww = 0
+    with threadpool_limits(1):
+        for _ in range(reps):
+            W = gen.add_spikes(gen.noise(N, M, rng), [s] if s > 0 else [], rng)
+            ev = np.linalg.eigvalsh(W.T @ W)
+            tw += tracy_widom_spikes(ev, N, M).num >= 1
+            ww += fit_marchenko_pastur(ev, N / M, M).num_spikes >= 1
+    return {"N": N, "M": M, "strength": s, "tw": tw / reps, "ww": ww / reps,
+            "location": gen.spike_location(s, N, M) if s > 0 else float("nan")}
+
+
+def spike_power(reps: int, shapes=POWER_SHAPES, strengths=POWER_STRENGTHS, seed: int = 7, workers: int = 2) -> list:
     """Share of matrices in which one planted spike (or, at strength 0, none) is detected.
 
     Rows ``(N, M, strength, tw, ww, location)``: ``tw`` the share with ``tw_spikes >= 1``, ``ww``
     with WeightWatcher's ``num_spikes >= 1``; ``location`` the asymptotic eigenvalue of the spike
     over the bulk edge.
     """
-    from spectralwatch.core.rmt import fit_marchenko_pastur
-    from spectralwatch.core.tracy_widom import tracy_widom_spikes
+    cells = [(N, M, s, reps, seed) for N, M in shapes for s in strengths]
+    if workers <= 1:
+        return [_power_cell(c) for c in cells]
+    from concurrent.futures import ProcessPoolExecutor
 
-    out = []
-    for N, M in shapes:
-        for s in strengths:
-            rng = np.random.default_rng([seed, N, M, int(round(100 * s))])
-            tw = ww = 0
-            for _ in range(reps):
-                W = gen.add_spikes(gen.noise(N, M, rng), [s] if s > 0 else [], rng)
-                ev = np.linalg.eigvalsh(W.T @ W)
-                tw += tracy_widom_spikes(ev, N, M).num >= 1
-                ww += fit_marchenko_pastur(ev, N / M, M).num_spikes >= 1
-            out.append({"N": N, "M": M, "strength": s, "tw": tw / reps, "ww": ww / reps,
-                        "location": gen.spike_location(s, N, M) if s > 0 else float("nan")})
-    return out
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_power_cell, cells))
 
 
 def power_markdown(rows) -> str:
     strengths = sorted({r["strength"] for r in rows})
-    head = ("| N x M | " + " | ".join("noise (FPR)" if s == 0 else f"{s:g} ({100 * (gen.spike_location(s, 2, 1) - 1):.0f}%*)"
-                                     for s in strengths) + " |")
+    head = ("| N x M | " + " | ".join("noise (FPR)" if s == 0 else
+                                     f"{s:g} ({100 * (gen.spike_location(s, 2, 1) - 1):.0f}%*)" for s in strengths)
+            + " |")
     rule = "|---|" + "---:|" * len(strengths)
     body = []
     for shape in dict.fromkeys((r["N"], r["M"]) for r in rows):
@@ -135,13 +146,58 @@ def power_markdown(rows) -> str:
     return "\n".join([head, rule, *body])
 
 
+SWEEP_SHAPE = (600, 300)
+
+
+def _sweep_models(reps: int, seed: int = 11) -> dict:
+    """Matrices along three knobs that cross phase boundaries (600 x 300, float32), by knob and value."""
+    N, M = SWEEP_SHAPE
+    models = {}
+    for s in (1.0, 1.2, 1.4, 1.7, 2.0, 2.5, 3.0):  # one spike: random-like -> bleeding-out -> bulk+spikes
+        rng = np.random.default_rng([seed, 1, int(100 * s)])
+        models[("one spike, strength", s)] = [gen.add_spikes(gen.noise(N, M, rng), [s], rng) for _ in range(reps)]
+    for mu in (2.5, 3.0, 3.5, 4.0, 4.5, 5.0):  # Pareto entries: heavy-tailed -> random-like
+        rng = np.random.default_rng([seed, 2, int(100 * mu)])
+        models[("Pareto entries, mu", mu)] = [gen.heavy_entries(N, M, rng, mu, "pareto") for _ in range(reps)]
+    for a in (2.5, 3.5, 4.5, 6.0, 8.0, 12.0):  # bent ESD tail from u0 = 0.7: heavy-tailed -> bulk-decay
+        rng = np.random.default_rng([seed, 3, int(100 * a)])
+        models[("bent tail (u0 = 0.7), alpha", a)] = [
+            gen.with_spectrum(gen.bent_spectrum(N, M, rng, a, 0.7), N, rng) for _ in range(reps)]
+    return models
+
+
+def sweeps(reps: int, workers: int = 2) -> list:
+    """Share of each label along the knobs of :func:`_sweep_models`."""
+    import spectralwatch
+
+    out = []
+    for (knob, value), mats in _sweep_models(reps).items():
+        model = {f"m{i}.weight": W.astype(np.float32) for i, W in enumerate(mats)}
+        d = spectralwatch.analyze(model, mp_fit=True, workers=workers,
+                                  executor="processes" if workers > 1 else "serial").details
+        shares = d["phase"].value_counts(normalize=True).to_dict()
+        out.append({"knob": knob, "value": value, "shares": shares})
+    return out
+
+
+def sweeps_markdown(rows) -> str:
+    lines = []
+    for knob in dict.fromkeys(r["knob"] for r in rows):
+        cells = []
+        for r in (x for x in rows if x["knob"] == knob):
+            top = sorted(r["shares"].items(), key=lambda kv: -kv[1])
+            cells.append(f"{r['value']:g}: " + ", ".join(f"{100 * v:.0f}% {k}" for k, v in top))
+        lines.append(f"- {knob}: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tune-seeds", default="0-11", help="seeds the thresholds were tuned on (default 0-11)")
     parser.add_argument("--test-seeds", default="100-119", help="held-out seeds of the reported confusion matrix")
-    parser.add_argument("--power-reps", type=int, default=200, help="matrices per (shape, strength) in the spike study")
+    parser.add_argument("--power-reps", type=int, default=100, help="matrices per (shape, strength) in the spike study")
     parser.add_argument("--reduced", action="store_true", help="2 test seeds, 40 reps: a quick check")
-    parser.add_argument("--skip-tune", action="store_true", help="do not rerun the tuning seeds")
+    parser.add_argument("--tune", action="store_true", help="also rerun the tuning seeds")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="write every row to this file")
     args = parser.parse_args(argv)
@@ -153,7 +209,7 @@ def main(argv=None) -> int:
     reps = 40 if args.reduced else args.power_reps
     t0 = time.time()
     result = {}
-    for name, seeds in (("tune", [] if (args.skip_tune or args.reduced) else _seeds(args.tune_seeds)),
+    for name, seeds in (("tune", _seeds(args.tune_seeds) if args.tune else []),
                         ("test", test_seeds)):
         if not seeds:
             continue
@@ -162,14 +218,18 @@ def main(argv=None) -> int:
         right = sum(r["truth"] == r["label"] for r in rows)
         print(f"\n## {name} seeds {seeds[0]}-{seeds[-1]}: {len(rows)} matrices, {right} right "
               f"({100 * right / len(rows):.1f}%)\n")
-        print(confusion_markdown(rows))
+        print(confusion_markdown(rows), flush=True)
         print("\nby shape: " + breakdown(rows, "shape"))
         print("by dtype: " + breakdown(rows, "dtype"))
         noted = [r for r in rows if r["note"]]
         wrong_noted = sum(r["truth"] != r["label"] for r in noted)
         print(f"labels with a phase_note: {len(noted)} ({wrong_noted} of them wrong); wrong without a note: "
               f"{sum(r['truth'] != r['label'] and not r['note'] for r in rows)}")
-    power = spike_power(reps)
+    sweep = sweeps(20 if args.reduced else 50, workers=args.workers)
+    result["sweeps"] = sweep
+    print(f"\n## labels along three knobs ({SWEEP_SHAPE[0]} x {SWEEP_SHAPE[1]}, float32)\n", flush=True)
+    print(sweeps_markdown(sweep), flush=True)
+    power = spike_power(reps, workers=args.workers)
     result["power"] = power
     print(f"\n## spike detection, one planted spike, {reps} matrices per cell: Tracy-Widom test (FPR 1%) / "
           "WeightWatcher margin\n(* the spike's asymptotic distance above the bulk edge at Q = 2)\n")

@@ -29,10 +29,10 @@ FIT_COLUMNS = frozenset({"alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes",
 #: the columns of the command line's table (those present in the report)
 TERMINAL_COLUMNS = ("layer_id", "name", "layer_type", "N", "M", "rf", "alpha", "alpha_weighted", "D",
                     "log_norm", "log_spectral_norm", "stable_rank", "num_spikes", "mp_softrank", "num_traps",
-                    "detX_num", "status", "warning")
+                    "detX_num", "phase", "status", "warning")
 
 #: the columns of the HTML report's layer table (those present; optional analyses add theirs)
 HTML_COLUMNS = ("layer_id", "name", "layer_type", "N", "M", "num_evals", "alpha", "alpha_weighted", "D",
                 "sigma", "xmin", "num_pl_spikes", "log_norm", "log_spectral_norm", "stable_rank", "entropy",
                 "log_alpha_norm", "num_spikes", "mp_softrank", "num_traps", "rand_distance", "detX_num",
-                "phase", "status", "warning", "message")
+                "phase", "phase_note", "status", "warning", "message")

@@ -57,7 +57,7 @@ __all__ = [
     "marchenko_pastur_edges", "marchenko_pastur_pdf", "marchenko_pastur_cdf", "marchenko_pastur_ppf",
     "quarter_circle_pdf", "tracy_widom_margin", "rescale_to_unit_mean", "fit_marchenko_pastur",
     "detx_constraint", "CorrelationTrap", "RandomizedESD", "jensen_shannon_distance", "shuffled_spectrum",
-    "shuffled_replicas", "randomized_esd", "rmt_columns",
+    "shuffled_replicas", "randomized_esd",
 ]
 
 _MAX_SPIKE_ITER = 100  # the spike count only grows during the quantile fit; this bounds the loop
@@ -541,41 +541,3 @@ def randomized_esd(stack, evals, rng: np.random.Generator, *, eval_scale: float 
     return RandomizedESD(evals=_frozen(pooled), replicas=len(draws), max_rand_eval=float(pooled[-1]),
                          rand_distance=jensen_shannon_distance(evals, draws[0]),
                          ww_softrank=first_max / lam_max, ww_maxdist=lam_max - first_max, mp=mp, traps=traps)
-
-
-# ------------------------------------------------------------------------ the details columns
-def rmt_columns(ctx) -> dict:
-    """Columns of the ``mp_fit``, ``randomize`` and ``detX`` analyses of one layer (a LayerContext).
-
-    Keys starting with ``_`` are not columns: the Report keeps them per layer (``_rand_evals``
-    for ``get_ESD(layer, random=True)``, ``_traps`` for ``get_traps(layer)``).
-    """
-    from .phases import classify_phase, entry_tail_index
-
-    opts = ctx.options
-    Q, M = ctx.N / ctx.M, ctx.M
-    row = ctx.row
-    pl_ok = row.get("status") == "success"
-    cols: dict = {}
-    if opts.mp_fit:
-        mp = fit_marchenko_pastur(ctx.evals, Q, M, method=opts.mp_fit_method)
-        cols.update(mp.columns())
-        alpha = float(row["alpha"]) if pl_ok else float("nan")
-        # the entries' tail, unless the stack is not the weights (a LoRA core, a pseudo-inverse)
-        weights = not getattr(opts, "inverse", False) and (row.get("N"), row.get("M")) == (ctx.N, ctx.M)
-        mu = entry_tail_index(ctx.stack) if weights else float("nan")
-        ph = classify_phase(ctx.evals, mp, alpha=alpha, tail_index=mu,
-                            rank_loss=int(row.get("numerical_rank_loss", row.get("rank_loss", 0))))
-        cols.update(phase=ph.label, phase_note=ph.note, tw_spikes=ph.num_spikes, tw_pvalue=ph.pvalue,
-                    entry_tail_index=mu)
-    if opts.randomize:
-        rand = randomized_esd(ctx.stack, ctx.evals, ctx.rng, eval_scale=ctx.eval_scale, method=opts.mp_fit_method)
-        cols.update(rand.columns())
-        cols["_rand_evals"] = rand.evals
-        cols["_traps"] = rand.traps
-    if opts.detX:
-        det = detx_constraint(ctx.evals)
-        cols.update(detX_num=det.num, detX_val=det.val, detX_val_rescaled=det.val_rescaled,
-                    num_ERG_spikes=det.num,
-                    ERG_gap=det.num - int(row["num_pl_spikes"]) if pl_ok else float("nan"))
-    return cols

@@ -67,7 +67,7 @@ def extra_columns(ctx: LayerContext) -> dict:
 
         cols.update(vector_columns(ctx))
     if ctx.options.mp_fit or ctx.options.randomize or ctx.options.detX:
-        from ..core.rmt import rmt_columns
+        from ..core.rmt_columns import rmt_columns
 
         cols.update(rmt_columns(ctx))
     if getattr(ctx.options, "fit_quality", False) or getattr(ctx.options, "farms", False):

@@ -287,4 +287,7 @@ _GLOSSARY = """<dl class="glossary">
 <dt>log_alpha_norm</dt><dd>log10 Σ λ^α.</dd>
 <dt>num_spikes, mp_softrank, num_traps, detX_num</dt><dd>with the Random-Matrix-Theory options: eigenvalues above the
 Marchenko-Pastur bulk, bulk edge / λmax, spikes of the randomized matrix (correlation traps), the detX cut.</dd>
+<dt>phase, phase_note</dt><dd>with mp_fit: the 5+1 phase of training (Martin &amp; Mahoney) of the layer's spectrum, and
+why that label may mislead (few eigenvalues, a feature near a threshold); the rule and its measured accuracy are in
+docs/rmt.md.</dd>
 </dl>"""

@@ -15,7 +15,8 @@ import numpy as np
 from ..core.columns import FIT_COLUMNS
 from .safe_text import markdown_text, term_text
 
-__all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "summary_lines", "failure_line", "fmt_value", "verdict"]
+__all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "summary_lines", "failure_line",
+           "fmt_value", "verdict", "phase_lines"]
 
 _CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
 _ROW_STYLE = {"over-trained": "red", "under-trained": "yellow", "failed": "dim"}
@@ -148,6 +149,26 @@ def summary_lines(report) -> list:
             names = ", ".join(f"{term_text(r.name)} ({r.warning})" for r in flagged.head(6).itertuples())
             noun = "layer" if len(flagged) == 1 else "layers"
             lines.append(f"{len(flagged)} {noun} flagged: {names}" + (" ..." if len(flagged) > 6 else ""))
+    lines.extend(phase_lines(report.details))
+    return lines
+
+
+def phase_lines(details, limit: int = 6) -> list:
+    """The phases of training counted, and the layers whose label may mislead (``phase_note``), in words."""
+    if "phase" not in details or not len(details):
+        return []
+    labels = details["phase"].fillna("")
+    counts = labels[labels != ""].value_counts()
+    lines = ["phases: " + (", ".join(f"{n} {p}" for p, n in counts.items()) or "none given")]
+    if "phase_note" in details:
+        noted = details[details["phase_note"].fillna("") != ""]
+        if len(noted):
+            lines.append(f"{len(noted)} phase label(s) may mislead (phase_note):")
+            for r in noted.head(limit).itertuples():
+                note = r.phase_note if len(r.phase_note) <= 80 else r.phase_note[:77] + "..."
+                lines.append(f"  {r.name} ({r.phase or 'no phase'}): {note}")
+            if len(noted) > limit:
+                lines.append(f"  ... and {len(noted) - limit} more")
     return lines
 
 
