@@ -15,8 +15,8 @@ Notation: ``X`` is an ``N x M`` matrix (``N >= M``, ``c = M / N``) of i.i.d. ent
 and variance ``1/N``; its squared singular values fill the MP bulk
 :math:`[(1-\sqrt c)^2, (1+\sqrt c)^2]`. A rank-one signal :math:`\theta u v^T` (unit ``u``, ``v``)
 added to ``X`` makes an outlier eigenvalue only above the BBP threshold :math:`\theta_c = c^{1/4}`,
-at :math:`(1+\theta^2)(c+\theta^2)/\theta^2` (Benaych-Georges & Nadakuditi, Adv. Math. 227,
-2011; Baik, Ben Arous & Peche, Ann. Probab. 33, 2005). Spike *strengths* are given in units of
+at :math:`(1+\theta^2)(c+\theta^2)/\theta^2` (Benaych-Georges & Nadakuditi, J. Multivariate
+Anal. 111, 2012; Baik, Ben Arous & Peche, Ann. Probab. 33, 2005). Spike *strengths* are given in units of
 :math:`\theta_c`: strength 1.3 puts the outlier 6-7% above the bulk edge, strength 5 at 2.5-4
 times it.
 
@@ -28,22 +28,23 @@ The phases (``generate(phase, N, M, rng)``):
 ``bleeding-out``
     ``X`` plus an *extensive* number of weak directions: ``r = f M`` (``f`` in [3%, 10%]) rank-one
     signals of strengths uniform in [1.0, 1.5]: eigenmass leaks just past the bulk edge (the
-    largest eigenvalue ends 5-40% above it), no eigenvalue stands well apart.
+    largest eigenvalue ends 5-30% above it), no eigenvalue stands well apart.
 ``bulk+spikes``
     ``X`` plus ``k`` (1 to 6) rank-one signals, the strongest of strength 2.5 to 8, the others
     uniform between 1.2 and the strongest (weak spikes near the edge included): a few outliers,
     at least one well separated from the bulk.
 ``bulk-decay``
-    The ESD of a Gaussian ``X`` whose top fraction ``1 - u0`` (``u0`` in [0.6, 0.85]) is bent into a
-    power-law tail of exponent ``alpha`` in [4.5, 6.5], reaching 2 or more times the bulk edge
-    (M&M's finite-size "MP + PL tail" shape of the weakly heavy-tailed class), given to a matrix
-    ``U diag(s) V^T`` with random orthonormal ``U``, ``V``.
+    The ESD of a Gaussian ``X`` whose top fraction ``1 - u0`` (``u0`` in [0.5, 0.8]) is bent
+    (:func:`bent_spectrum`, exponent ``alpha`` in [7, 12]) into a tail that decays past the bulk
+    edge, up to 1.4-2.5 times it (M&M's finite-size "MP + PL tail" shape of the weakly
+    heavy-tailed class; the power-law fit of such tails gives alpha of about 3.5-9), given to a
+    matrix ``U diag(s) V^T`` with random orthonormal ``U``, ``V``.
 ``heavy-tailed``
     Half the cases: i.i.d. symmetric Pareto or Student-t entries of tail exponent ``mu`` in
     [1.5, 3.5] (M&M's moderately and very heavy-tailed classes; Pareto ``mu = 3`` and Student-t
     with 3.5 degrees of freedom included). The other half: the bent-ESD construction of
-    ``bulk-decay`` with ``alpha`` in [2, 3.5] (a correlated matrix with a power-law ESD, as in
-    trained layers).
+    ``bulk-decay`` with ``alpha`` in [2, 3.5], ``u0`` in [0.6, 0.85] (a correlated matrix with a
+    power-law ESD reaching 5 to 100 times the edge, as in trained layers).
 ``rank-collapse``
     Much of the spectrum at 0: a product ``A B`` of rank ``r = rho M`` (``rho`` in [0.15, 0.85]),
     or a random-like matrix whose columns are zero for a fraction in [0.15, 0.6] ("dead units"),
@@ -146,8 +147,9 @@ def bent_spectrum(N: int, M: int, rng: np.random.Generator, alpha: float, u0: fl
     """The sorted ESD of a Gaussian ``N x M`` matrix with its top ``1 - u0`` bent into a power law.
 
     Eigenvalue ``i`` (level ``u_i = (i + 1/2)/M``) above ``u0`` is multiplied by
-    ``((1 - u0) / (1 - u_i))**(1 / (alpha - 1))``: continuous at ``u0``, and the top of the ESD
-    then follows a density ``~ lambda**-alpha`` (a Pareto quantile function).
+    ``((1 - u0) / (1 - u_i))**(1 / (alpha - 1))``: continuous at ``u0``, a Pareto quantile function
+    of exponent ``alpha`` times the rising MP quantiles, so the tail is heavier than ``alpha``
+    alone says (a power-law fit gives a smaller exponent).
     """
     X = noise(N, M, rng)
     lam = np.sort(np.linalg.eigvalsh(X.T @ X))
