@@ -215,26 +215,29 @@ def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0
     nan = float("nan")
     if mp.status != "success":
         return Phase("", f"no Marchenko-Pastur fit: {mp.message}", -1, nan, nan, zero_fraction)
-    if x.size < min_evals:
-        return Phase("", f"{x.size} eigenvalues < {min_evals}: too few for a phase", -1, nan, nan, zero_fraction,
-                     note=f"only {x.size} eigenvalues: too few for a phase")
     M = int(mp.M)
     rf = max(x.size // max(M, 1), 1)
     N = mp.Q * M
     notes = []
-    if x.size < 2 * PHASE_MIN_EVALS:
-        notes.append(f"only {x.size} eigenvalues: weak spikes and short tails are often missed")
     live = x[zeros:]
     M_live = M - zeros / rf
-    tw = tracy_widom_spikes(live, N, M_live, rf=rf, fpr=fpr)
+    tw = tracy_widom_spikes(live, N, M_live, rf=rf, fpr=fpr)  # its columns also below min_evals
     k = max(tw.num, 0)
     reach = float(live[-1] / tw.edge) if tw.num >= 0 else nan
     gap = float((live[live.size - k] - live[live.size - k - 1]) / tw.edge) if 0 < k < live.size else nan
-    excess = _edge_excess(live, k, max(N / M_live, 1.0)) if tw.num >= 0 else nan
 
     def phase(label: str, reason: str) -> Phase:
         return Phase(label, reason, tw.num, k / n, gap, zero_fraction, reach, excess, tail_index,
                      tw.pvalue, "; ".join(notes))
+
+    excess = nan
+    if x.size < min_evals:
+        notes.append(f"only {x.size} eigenvalues: too few for a phase")
+        return phase("", f"{x.size} eigenvalues < {min_evals}: too few for a phase")
+    if tw.num >= 0:
+        excess = _edge_excess(live, k, max(N / M_live, 1.0))
+    if x.size < 2 * PHASE_MIN_EVALS:
+        notes.append(f"only {x.size} eigenvalues: weak spikes and short tails are often missed")
 
     if zero_fraction >= RANK_COLLAPSE_FRACTION:
         if zero_fraction < 1.5 * RANK_COLLAPSE_FRACTION:
