@@ -29,8 +29,8 @@ def rmt_columns(ctx) -> dict:
         mp = fit_marchenko_pastur(ctx.evals, Q, M, method=opts.mp_fit_method)
         cols.update(mp.columns())
         alpha = float(row["alpha"]) if pl_ok else float("nan")
-        # the entries' tail, unless the stack is not the weights (a LoRA core, a pseudo-inverse)
-        weights = not getattr(opts, "inverse", False) and (row.get("N"), row.get("M")) == (ctx.N, ctx.M)
+        # the entries' tail, unless the stack is not the weights (a pseudo-inverse, a product, a LoRA core)
+        weights = getattr(ctx, "weights", True) and (row.get("N"), row.get("M")) == (ctx.N, ctx.M)
         mu = entry_tail_index(ctx.stack) if weights else float("nan")
         ph = classify_phase(ctx.evals, mp, alpha=alpha, tail_index=mu,
                             rank_loss=int(row.get("numerical_rank_loss", row.get("rank_loss", 0))))

@@ -35,6 +35,9 @@ class LayerContext:
         The columns computed so far (read them, do not modify).
     options : Options
     layer_id, slice_id : int
+    weights : bool
+        Whether the stack holds the layer's stored weights (False for a pseudo-inverse,
+        ``inverse=True``, and for the product of two layers, ``intra=True``).
     """
 
     stack: np.ndarray
@@ -45,6 +48,7 @@ class LayerContext:
     options: object
     layer_id: int
     slice_id: int = 0
+    weights: bool = True
 
     @property
     def N(self) -> int:

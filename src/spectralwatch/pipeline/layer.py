@@ -129,7 +129,8 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
 
             row.update(tpl_columns(evals, fit, fitting))
         ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
-                           options=options.analyses, layer_id=base["layer_id"], slice_id=slice_id or 0)
+                           options=options.analyses, layer_id=base["layer_id"], slice_id=slice_id or 0,
+                           weights=not (options.matrices.inverse or base.get("Xflag")))
         row.update(extra_columns(ctx))
         results.append(LayerResult(row, evals, fit))
     return results
