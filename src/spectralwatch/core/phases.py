@@ -20,8 +20,8 @@ model (their Table 1):
 
 :func:`classify_phase` turns that into one rule, built and checked against the labelled synthetic
 benchmark of ``benchmarks/phases`` (generators of each phase in float32 and float64, six shapes
-from 200 x 100 to 1000 x 500; tuned on seeds 0-9, the confusion matrix of seeds 10-29 is in
-docs/rmt.md). The first rule that matches wins:
+from 200 x 100 to 1000 x 500; tuned on seeds 0-11, the confusion matrix of the held-out seeds
+100-119 is in docs/rmt.md). The first rule that matches wins:
 
 1. fewer than ``PHASE_MIN_EVALS`` (50) eigenvalues, or no fit possible: no label (``''``);
 2. ``rank-collapse``: at least ``RANK_COLLAPSE_FRACTION`` (10%) of the eigenvalues are zero at the
