@@ -254,6 +254,8 @@ def classify_phase(evals, mp, *, alpha: float = float("nan"), rank_loss: int = 0
     elif _near(tail_index, HEAVY_TAILED_MU, 0.125):
         notes.append(f"entries' tail index {tail_index:.2f} near the heavy-tailed limit {HEAVY_TAILED_MU:g}")
     if tail_index < HEAVY_TAILED_MU:
+        if k == 0:
+            notes.append("heavy-tailed by its entries only: the spectrum shows no spike at this size")
         return phase("heavy-tailed", f"entries with tail index {tail_index:.2f} < {HEAVY_TAILED_MU:g} "
                                      "(heavy-tailed universality class)")
     if k == 0:
