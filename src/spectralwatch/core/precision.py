@@ -132,7 +132,8 @@ def storage_noise_bound(stack, eps: float, eval_scale: float = 1.0) -> np.ndarra
     ``sqrt(eval_scale)``. See the module notes for why this bounds the rounding noise.
     """
     stack = np.asarray(stack)
-    if eps == 0.0 or stack.size == 0:
+    # at float64's epsilon the bound never exceeds the float64 term s_max * max(N, M) * eps: skip it
+    if eps <= FLOAT64_EPS or stack.size == 0:
         return np.zeros(stack.shape[0] if stack.ndim == 3 else 1)
     rows = np.sqrt(np.einsum("kij,kij->ki", stack, stack)).max(axis=1)
     cols = np.sqrt(np.einsum("kij,kij->kj", stack, stack)).max(axis=1)
