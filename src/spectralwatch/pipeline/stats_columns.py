@@ -4,7 +4,7 @@ Options (all off by default: the default table and summary are WeightWatcher's):
 
 ========================  =================================================================
 ``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``) and
-                          ``xmin_stability``, :func:`spectralwatch.stats.bootstrap_alpha`
+                          ``xmin_stability``, :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`
 ``ci_level=0.9``          coverage of that interval
 ``gof_samples=N``         goodness-of-fit p-value ``gof_p`` (Clauset et al. 2009, section 4.1)
 ``compare_tails=True``    likelihood-ratio tests against lognormal, exponential, stretched
@@ -52,17 +52,13 @@ _CI_NAN = {"alpha_ci_low": math.nan, "alpha_ci_high": math.nan, "xmin_stability"
 def stats_columns(ctx) -> dict:
     """The statistics columns of one analysed matrix group (see the module docstring).
 
-    The objects behind them (:class:`~spectralwatch.stats.AlphaBootstrap`,
-    :class:`~spectralwatch.stats.GoodnessOfFit`, :class:`~spectralwatch.stats.TailComparison`)
+    The objects behind them (:class:`~spectralwatch.core.fit.uncertainty.AlphaBootstrap`,
+    :class:`~spectralwatch.core.fit.uncertainty.GoodnessOfFit`, :class:`~spectralwatch.core.fit.comparison.TailComparison`)
     travel in the row's private ``_stats`` entry, read by ``Report.get_statistics(layer)``.
     """
-    from ..core.fit.stats import (
-        ALTERNATIVES,
-        bootstrap_alpha,
-        compare_tails,
-        fit_quality,
-        goodness_of_fit,
-    )
+    from ..core.fit.comparison import ALTERNATIVES, compare_tails
+    from ..core.fit.quality import fit_quality
+    from ..core.fit.uncertainty import bootstrap_alpha, goodness_of_fit
 
     o, fit = ctx.options, ctx.fit
     ok = fit is not None and getattr(fit, "status", "") == "success"

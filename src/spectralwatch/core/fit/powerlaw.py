@@ -43,9 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's interface (stats.py)
+from .comparison import ALTERNATIVES, compare_tails
+from .ks_scan import (
     SMALL_N_CUTOFF,
-    SMALL_N_MIN_TAIL,
+    batch_scan,
     exact_ks,
     failed_scan,
     log_values,
@@ -56,6 +57,7 @@ from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's
     scan_ks,
     scan_window,
 )
+from .uncertainty import bootstrap_alpha, goodness_of_fit
 from ...errors import InvalidParameterError
 
 __all__ = ["fit_checked", "PowerLawFit", "fit_power_law", "set_fit_drawer"]
@@ -162,8 +164,6 @@ class PowerLawFit:
             ``.tests[alt]`` is a :class:`~spectralwatch.distributions.LikelihoodRatio`
             (``R > 0`` favours the power law), ``.best`` the best-supported law.
         """
-        from .stats import ALTERNATIVES, compare_tails
-
         if self.status != "success":
             raise ValueError(f"cannot compare a failed fit ({self.message})")
         alts = tuple(ALTERNATIVES) if alternatives is None else (
@@ -334,8 +334,6 @@ def _fit_fixed_xmin(data: np.ndarray, evals: np.ndarray, xmin: float) -> PowerLa
 
 def _scan_merged(data: np.ndarray, window) -> Scan:
     """KS scan with tied values merged (one candidate and one CDF step per distinct value)."""
-    from .stats import batch_scan
-
     res = batch_scan(data[None, :], window=window, merge=True, full=True)
     if res.index[0] < 0:
         where = "" if window is None else f" between {window[0]:g} and {window[1]:g}"
@@ -403,10 +401,10 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
         Seed of ``bootstrap`` and ``gof_samples``.
     bootstrap : int, optional
         Replicates of a bootstrap confidence interval of alpha (:attr:`PowerLawFit.ci`, see
-        :func:`spectralwatch.stats.bootstrap_alpha`); 0: none.
+        :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`); 0: none.
     gof_samples : int, optional
         Synthetic samples of the goodness-of-fit p-value (:attr:`PowerLawFit.gof`, see
-        :func:`spectralwatch.stats.goodness_of_fit`); 0: none.
+        :func:`spectralwatch.core.fit.uncertainty.goodness_of_fit`); 0: none.
     ci_level : float, optional
         Coverage of the bootstrap interval (default 0.9).
     ties : {'reference', 'merge'}, optional
@@ -508,8 +506,6 @@ def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_sampl
 
         changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
     if bootstrap or gof_samples:
-        from .stats import bootstrap_alpha, goodness_of_fit
-
         gen = np.random.default_rng(rng)
         if bootstrap:
             changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level)
