@@ -369,16 +369,25 @@ def _dense(logd, alphas, valid, D, F=None):
 
 
 def _bound_pairs(logd, alphas, rows, cands, samples, F=None):
-    """Lower bound of D per candidate: the KS term at ``samples`` evenly spread tail positions."""
+    """Lower bound of D per candidate: the KS term at ``samples`` evenly spread tail positions.
+
+    Computed for a quarter of :data:`BATCH_GROUP_ELEMENTS` terms at a time (the candidates are
+    independent), so the (samples, candidates) blocks stay small.
+    """
     n = logd.shape[1]
-    t = (n - cands).astype(np.float64)
-    k = np.floor(np.linspace(0.0, 1.0, samples)[:, None] * (t - 1.0))
-    pos = k.astype(np.intp) + cands
-    if F is not None:  # with merged ties only first occurrences are points of the empirical CDF
-        pos = F[rows, pos]
-        k = (pos - cands).astype(np.float64)
-    block = logd[rows, pos] - logd[rows, cands]
-    return ks_terms(block, 1.0 - alphas[rows, cands], k / t).max(axis=0)
+    out = np.empty(rows.size)
+    step = max(1, BATCH_GROUP_ELEMENTS // (4 * samples))
+    for a in range(0, rows.size, step):
+        r, c = rows[a:a + step], cands[a:a + step]
+        t = (n - c).astype(np.float64)
+        k = np.floor(np.linspace(0.0, 1.0, samples)[:, None] * (t - 1.0))
+        pos = k.astype(np.intp) + c
+        if F is not None:  # with merged ties only first occurrences are points of the empirical CDF
+            pos = F[r, pos]
+            k = (pos - c).astype(np.float64)
+        block = logd[r, pos] - logd[r, c]
+        out[a:a + step] = ks_terms(block, 1.0 - alphas[r, c], k / t).max(axis=0)
+    return out
 
 
 def _pick(live, bound, k):
