@@ -115,7 +115,8 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
             continue
         fit = fit_checked(evals, xmax=fitting.xmax, fix_fingers=fitting.fix_fingers,
                           xmin_max=fitting.xmin_max, max_fingers=fitting.max_fingers,
-                          finger_thresh=fitting.finger_thresh, thresh=FIT_THRESHOLD, **fit_kwargs(fitting))
+                          finger_thresh=fitting.finger_thresh, thresh=FIT_THRESHOLD, ties="reference",
+                          **fit_kwargs(fitting))
         row.update(_fit_columns(fit, fitting))
         row.update(alpha_metrics(evals, fit.alpha if fit.status == "success" else -1.0))
         row.update(status=fit.status, warning=fit.warning, message=fit.message, spectrum_route=spec.route)

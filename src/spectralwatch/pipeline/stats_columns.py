@@ -97,7 +97,7 @@ def stats_columns(ctx) -> dict:
 def _farms_columns(ctx) -> dict:
     evals, windows = farms_spectrum(ctx.stack, ctx.options.farms_q)
     evals = evals * ctx.eval_scale
-    fit = fit_checked(evals, thresh=1e-5, **fit_kwargs(ctx.options))
+    fit = fit_checked(evals, thresh=1e-5, ties="reference", **fit_kwargs(ctx.options))
     good = fit.status == "success"
     return {"farms_alpha": fit.alpha if good else math.nan, "farms_xmin": fit.xmin if good else math.nan,
             "farms_D": fit.D if good else math.nan, "farms_n_tail": fit.n_tail, "farms_windows": windows,

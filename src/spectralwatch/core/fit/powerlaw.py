@@ -63,6 +63,9 @@ from ...errors import InvalidParameterError
 __all__ = ["fit_checked", "PowerLawFit", "fit_power_law", "set_fit_drawer"]
 
 FIX_FINGERS = (None, False, "xmin_peak", "clip_xmax")
+#: ``thresh=None``: values at or below this fraction of the largest are not fitted (zeros, negative
+#: values, and the round-off of zero eigenvalues computed in float64, ~1e-16-1e-13 of the largest)
+RELATIVE_THRESH = 1e-12
 
 
 # The figure of a fit is drawn by spectralwatch.render (core imports no renderer): `import
@@ -116,7 +119,11 @@ class PowerLawFit:
     distribution : str
         The law of :attr:`tail`.
     tail : TailFit, TruncatedPowerLawFit or None
-        The fit of ``distribution`` to the tail above ``xmin`` (None for the power law itself).
+        The fit of ``distribution`` (None for the power law itself), on the tail above its own
+        ``xmin`` (``tail.xmin``), chosen by that law's KS scan within the same rule (all
+        candidates, or the window); with a fixed ``xmin`` or the ``'hill'`` rule, above ``xmin``.
+    tail_scan : LawScan or None
+        That scan: the law's ``xmin``, its KS distance ``D`` and every candidate's ``Ds``.
     ci : AlphaBootstrap or None
         Bootstrap confidence interval of alpha and xmin stability (``bootstrap=N``).
     gof : GoodnessOfFit or None
@@ -144,6 +151,7 @@ class PowerLawFit:
     ties: str = "reference"
     distribution: str = "power_law"
     tail: object = None
+    tail_scan: object = None
     ci: object = None
     gof: object = None
 
@@ -263,8 +271,8 @@ def _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thre
         raise _invalid("max_fingers", "an int >= 0", max_fingers)
     if not (_is_real(finger_thresh) and finger_thresh >= 0):
         raise _invalid("finger_thresh", "a finite number >= 0", finger_thresh)
-    if not (_is_real(thresh) and thresh >= 0):
-        raise _invalid("thresh", "a finite number >= 0", thresh)
+    if not (thresh is None or (_is_real(thresh) and thresh >= 0)):
+        raise _invalid("thresh", "None (relative to the largest value) or a finite number >= 0", thresh)
     return fix_fingers if isinstance(fix_fingers, str) else "ks"
 
 
@@ -369,11 +377,14 @@ def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fi
 
 
 def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
-                  bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
-                  max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+                  bootstrap=0, gof_samples=0, ci_level=0.9, ties="merge", fix_fingers=None, xmin_max=None,
+                  max_fingers=10, finger_thresh=1.0, thresh=None) -> PowerLawFit:
     """Fit a power law ``p(x) ~ x^-alpha`` to the tail of a positive sample (an eigenvalue spectrum).
 
-    With the default options this is WeightWatcher 0.7.7's fitter, reproduced exactly.
+    The defaults are Clauset, Shalizi & Newman's estimator for any positive data: scale-free (the
+    same fit for ``c * evals``, whatever ``c > 0``) and with tied values merged.
+    ``ties='reference', thresh=1e-5`` is WeightWatcher 0.7.7's fitter, reproduced exactly (what
+    :func:`spectralwatch.analyze` uses on every layer).
 
     Parameters
     ----------
@@ -393,10 +404,12 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
         An int ``k`` drops the ``|k|`` largest values before fitting (the fit fails if that is
         more than half of them). ``'force'`` is accepted for compatibility and changes nothing.
     distribution : str, optional
-        ``'power_law'`` (default) or a law fitted by maximum likelihood to the same tail, kept in
+        ``'power_law'`` (default) or a law fitted by maximum likelihood, kept in
         :attr:`PowerLawFit.tail`: ``'truncated_power_law'``, ``'lognormal'``, ``'exponential'``,
-        ``'stretched_exponential'`` (``xmin`` is always chosen by the power law, as in
-        WeightWatcher and the ``powerlaw`` package).
+        ``'stretched_exponential'``. Its ``xmin`` is chosen by its own KS scan (within the same
+        window, with the same ties rule; :mod:`spectralwatch.core.fit.tail_scan`), as the
+        ``powerlaw`` package does with ``xmin_distribution``; with a fixed ``xmin`` or ``'hill'``, at
+        that ``xmin``. The power-law fields of the result stay the power law's.
     rng : None, int or numpy.random.Generator, optional
         Seed of ``bootstrap`` and ``gof_samples``.
     bootstrap : int, optional
@@ -407,10 +420,13 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
         :func:`spectralwatch.core.fit.uncertainty.goodness_of_fit`); 0: none.
     ci_level : float, optional
         Coverage of the bootstrap interval (default 0.9).
-    ties : {'reference', 'merge'}, optional
-        ``'reference'``: every sorted position is a candidate (WeightWatcher). ``'merge'``: tied
-        values form one candidate and one step of the empirical CDF (Clauset et al. and the
-        ``powerlaw`` package); use it for data with repeated values.
+    ties : {'merge', 'reference'}, optional
+        ``'merge'`` (default): tied values form one candidate and one step of the empirical CDF
+        (Clauset et al. and the ``powerlaw`` package); the same estimator at every sample size.
+        ``'reference'``: every sorted position is a candidate, and below 20 values WeightWatcher's
+        small-sample rule applies (WeightWatcher). On data without ties the two give the same fit
+        from 20 values on. ``fix_fingers='clip_xmax'`` always uses ``'reference'`` (it is
+        WeightWatcher's procedure).
     fix_fingers : None, False, 'xmin_peak' or 'clip_xmax', optional
         ``'xmin_peak'`` is ``xmin='peak'``. ``'clip_xmax'`` refits without the top
         ``idx = 2, 3, ...`` values and keeps the first fit whose alpha is ``finger_thresh`` below
@@ -421,14 +437,19 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
         ``'clip_xmax'`` tries ``idx < min(max_fingers, n / 2)``.
     finger_thresh : float, optional
         Drop of alpha that identifies fingers for ``'clip_xmax'``.
-    thresh : float, optional
-        Only values ``> thresh`` are fitted (WeightWatcher: 1e-5; pass 0 for general data).
+    thresh : None or float, optional
+        Which values are fitted. ``None`` (default): those ``> 1e-12 * max(evals)`` (a relative
+        threshold, :data:`RELATIVE_THRESH`: it drops zeros, negative values and the float64
+        round-off of zero eigenvalues, and scales with the data). A number: those ``> thresh``, an
+        absolute threshold (WeightWatcher: 1e-5 on eigenvalues; 0 keeps every positive value). For
+        spectra computed in float32, whose zero eigenvalues sit near 1e-7 of the largest, pass an
+        absolute threshold above them.
 
     Returns
     -------
     PowerLawFit
         With ``status='failed'`` and a message when no fit is possible (fewer than 2 values
-        above ``thresh``, constant data, non-finite values...). :meth:`PowerLawFit.compare` runs
+        above the threshold, constant data, non-finite values...). :meth:`PowerLawFit.compare` runs
         the likelihood-ratio tests against the alternative laws.
 
     Raises
@@ -465,7 +486,9 @@ def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, dis
     """:func:`fit_power_law` on already valid options and a sorted float64 ``evals`` (no checks).
 
     For the pipeline, which validated its options once at the public entry; ``xmin_range`` may
-    hold ``inf`` (an open upper end).
+    hold ``inf`` (an open upper end). Its defaults are WeightWatcher's fitter (``ties='reference'``,
+    the absolute ``thresh=1e-5``), not :func:`fit_power_law`'s; ``thresh=None`` is the relative
+    threshold.
     """
     method = fix_fingers if isinstance(fix_fingers, str) else "ks"
     if xmin == "peak":
@@ -479,10 +502,15 @@ def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, dis
             return _failed(method, f"xmax={k} would drop more than half of the "
                                    f"{evals.size} eigenvalues")
         evals = evals[:-k]
-    data = evals[evals > thresh]
+    if thresh is None:  # relative: RELATIVE_THRESH of the largest value
+        top = float(evals[-1]) if evals.size else 0.0
+        data = evals[evals > RELATIVE_THRESH * top] if top > 0 else evals[:0]
+        where = f"{RELATIVE_THRESH:g} x the largest value ({top:g})" if top > 0 else "0 (no positive value)"
+    else:
+        data = evals[evals > thresh]
+        where = f"{thresh:g}"
     if data.size < 2:
-        return _failed(method, f"only {data.size} eigenvalues above {thresh:g}; "
-                               "at least 2 are needed")
+        return _failed(method, f"only {data.size} eigenvalues above {where}; at least 2 are needed")
     done, scan, method, rule, extra = _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max,
                                                 max_fingers, finger_thresh)
     fit = done if done is not None else _result(scan, evals, method, **extra)
@@ -501,10 +529,16 @@ def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_sampl
 
     fit = dataclasses.replace(fit, xmin_rule=rule, ties=ties, distribution=distribution)
     changes = {}
-    if distribution != "power_law":
+    if distribution != "power_law":  # the law's own xmin (tail_scan.py), within the fit's rule
         from .laws import fit_tail
+        from .tail_scan import scan_law
 
-        changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
+        if rule[0] in ("fixed", "index"):
+            changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
+        else:
+            scan = scan_law(fit.data, distribution, window=rule[1] if rule[0] == "window" else None,
+                            merge=ties == "merge")
+            changes["tail"], changes["tail_scan"] = scan.fit, scan
     if bootstrap or gof_samples:
         gen = np.random.default_rng(rng)
         if bootstrap:

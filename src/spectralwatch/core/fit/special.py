@@ -111,11 +111,14 @@ def _lgamma_series(s: np.ndarray, z: np.ndarray) -> np.ndarray:
     first = np.where(small, -np.euler_gamma, np.expm1(_lgamma1p(s)) / safe)
     second = np.where(small, lz, np.expm1(safe * lz) / safe)
     # -sum_k (-1)^k z^(s+k) / (k! (s+k)) = z^s sum_k p_k / (s+k), p_k = -(-z)^k / k!, by recurrence
+    # (stopped once every term is below 1e-17 of the first, z^(s+1)/(s+1): the rest cannot show)
     p = -np.ones_like(z)
     total = np.zeros_like(z)
     for k in _SERIES_TERMS:
         p = p * (-z) / k
         total += p / (s + k)
+        if k > 1 and np.all(np.abs(p) <= 1e-17 * z):
+            break
     return np.log(first - second + np.exp(s * lz) * total)
 
 
