@@ -85,7 +85,9 @@ def test_compare_ranks_and_fits_planted_models():
     assert fit.slope == pytest.approx(-0.1, abs=1e-9) and fit.r2 == pytest.approx(1.0, abs=1e-9)
     assert fit.kendall_tau == -1.0
     table = comp.fit_table()
-    assert list(table.columns) == ["slope", "intercept", "rmse", "r2", "kendall_tau", "n"]
+    # issue 14 added the p-value of tau and the check against HTSR's predicted sign
+    assert list(table.columns) == ["slope", "intercept", "rmse", "r2", "kendall_tau", "n", "kendall_p", "htsr",
+                                   "agrees"]
     assert set(table.index) <= set(COMPARE_METRICS)
     curves = comp.alpha_curves()
     assert [len(c) for c in curves.values()] == [1, 1, 1]
