@@ -50,7 +50,8 @@ def test_terminal_shows_unreliable_not_over_trained(report):
     dw = next(line for line in colored if "dw" in line)
     assert dw.startswith("\x1b[2m") and "\x1b[31m" not in dw  # dim, not red
     lines = summary_lines(report)
-    assert any(line.startswith("1 layer fitted on too few eigenvalues") and "dw" in line for line in lines)
+    assert any(line.startswith("1 layer fitted on too few eigenvalues: alpha unreliable, not flagged")
+               for line in lines)
     assert not any("flagged" in line and "dw" in line for line in lines)
     assert mean_alpha_sentence(report.summary["alpha"]) in summary_panel(report, title="t")
 

@@ -3,7 +3,8 @@ r"""The columns of the fit statistics of one layer, and of FARMS (options of :fu
 Options (all off by default: the default table and summary are WeightWatcher's):
 
 ========================  =================================================================
-``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``) and
+``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``, ``alpha_ci_method``:
+                          ``'parametric'`` below 100 tail values, else ``'percentile'``) and
                           ``xmin_stability``, :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`
 ``ci_level=0.9``          coverage of that interval
 ``gof_samples=N``         goodness-of-fit p-value ``gof_p`` (Clauset et al. 2009, section 4.1)
@@ -46,7 +47,7 @@ def fit_kwargs(config) -> dict:
 # --------------------------------------------------------------------------------------------
 # columns of one layer
 # --------------------------------------------------------------------------------------------
-_CI_NAN = {"alpha_ci_low": math.nan, "alpha_ci_high": math.nan, "xmin_stability": math.nan}
+_CI_NAN = {"alpha_ci_low": math.nan, "alpha_ci_high": math.nan, "xmin_stability": math.nan, "alpha_ci_method": ""}
 
 
 def stats_columns(ctx) -> dict:
@@ -67,7 +68,8 @@ def stats_columns(ctx) -> dict:
     if o.bootstrap:
         boot = bootstrap_alpha(fit, o.bootstrap, ctx.rng, level=o.ci_level) if ok else None
         cols.update(_CI_NAN if boot is None else {"alpha_ci_low": boot.low, "alpha_ci_high": boot.high,
-                                                  "xmin_stability": boot.xmin_stability})
+                                                  "xmin_stability": boot.xmin_stability,
+                                                  "alpha_ci_method": boot.method})
         objects["bootstrap"] = boot
     if o.gof_samples:
         gof = goodness_of_fit(fit, o.gof_samples, ctx.rng) if ok else None

@@ -171,10 +171,9 @@ def summary_lines(report, *, unicode: bool = True) -> list:
         if shaky:
             good = [float(r["alpha"]) for r, ok in zip(records, reliable) if ok]
             noun = "layer" if len(shaky) == 1 else "layers"
-            mean = f"; mean alpha of the others {np.mean(good):.2f}" if good else ""
-            lines.append(f"{len(shaky)} {noun} fitted on too few eigenvalues (unreliable alpha, included in the "
-                         f"means{mean}): " + ", ".join(str(r["name"]) for r in shaky[:4])
-                         + (" ..." if len(shaky) > 4 else ""))
+            mean = f"; mean alpha without them {np.mean(good):.2f}" if good else ""
+            lines.append(f"{len(shaky)} {noun} fitted on too few eigenvalues: alpha unreliable, not flagged "
+                         f"(in the means{mean})")
     return lines
 
 

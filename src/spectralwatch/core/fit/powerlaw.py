@@ -57,7 +57,7 @@ from .ks_scan import (
     scan_ks,
     scan_window,
 )
-from .uncertainty import bootstrap_alpha, goodness_of_fit
+from .uncertainty import BOOTSTRAP_METHODS, bootstrap_alpha, goodness_of_fit
 from ...errors import InvalidParameterError
 
 __all__ = ["fit_checked", "PowerLawFit", "fit_power_law", "set_fit_drawer"]
@@ -292,7 +292,8 @@ TIES = ("reference", "merge")
 DISTRIBUTIONS = ("power_law", "truncated_power_law", "lognormal", "exponential", "stretched_exponential")
 
 
-def _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties, fix_fingers):
+def _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties, fix_fingers,
+                 ci_method="auto"):
     """Validate the options of the general-purpose API; return ``(xmin, xmin_range)`` normalised."""
     if xmin is not None and not (isinstance(xmin, str) and xmin in XMIN_RULES) \
             and not (_is_real(xmin) and xmin > 0):
@@ -319,6 +320,8 @@ def _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_leve
         raise _invalid("ci_level", "a number between 0 and 1", ci_level)
     if not (isinstance(ties, str) and ties in TIES):
         raise _invalid("ties", "'reference' or 'merge'", ties)
+    if not (isinstance(ci_method, str) and ci_method in BOOTSTRAP_METHODS):
+        raise _invalid("ci_method", "one of " + ", ".join(repr(m) for m in BOOTSTRAP_METHODS), ci_method)
     return xmin, xmin_range
 
 
@@ -377,8 +380,8 @@ def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fi
 
 
 def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
-                  bootstrap=0, gof_samples=0, ci_level=0.9, ties="merge", fix_fingers=None, xmin_max=None,
-                  max_fingers=10, finger_thresh=1.0, thresh=None) -> PowerLawFit:
+                  bootstrap=0, gof_samples=0, ci_level=0.9, ci_method="auto", ties="merge", fix_fingers=None,
+                  xmin_max=None, max_fingers=10, finger_thresh=1.0, thresh=None) -> PowerLawFit:
     """Fit a power law ``p(x) ~ x^-alpha`` to the tail of a positive sample (an eigenvalue spectrum).
 
     The defaults are Clauset, Shalizi & Newman's estimator for any positive data: scale-free (the
@@ -420,6 +423,11 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
         :func:`spectralwatch.core.fit.uncertainty.goodness_of_fit`); 0: none.
     ci_level : float, optional
         Coverage of the bootstrap interval (default 0.9).
+    ci_method : {'auto', 'percentile', 'parametric'}, optional
+        The bootstrap interval: percentiles of the tail's resamples, or the basic interval of Clauset
+        et al.'s semi-parametric samples; ``'auto'`` (default) takes the parametric one below 100
+        tail values, where the percentile interval covers too little (see
+        :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`).
     ties : {'merge', 'reference'}, optional
         ``'merge'`` (default): tied values form one candidate and one step of the empirical CDF
         (Clauset et al. and the ``powerlaw`` package); the same estimator at every sample size.
@@ -473,16 +481,16 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
     """
     _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh)
     xmin, xmin_range = _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties,
-                                    fix_fingers)
+                                    fix_fingers, ci_method)
     return fit_checked(_sorted_evals(evals), xmin=xmin, xmin_range=xmin_range, xmax=xmax, distribution=distribution,
-                       rng=rng, bootstrap=bootstrap, gof_samples=gof_samples, ci_level=ci_level, ties=ties,
-                       fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
-                       finger_thresh=finger_thresh, thresh=thresh)
+                       rng=rng, bootstrap=bootstrap, gof_samples=gof_samples, ci_level=ci_level,
+                       ci_method=ci_method, ties=ties, fix_fingers=fix_fingers, xmin_max=xmin_max,
+                       max_fingers=max_fingers, finger_thresh=finger_thresh, thresh=thresh)
 
 
 def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
-                bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
-                max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+                bootstrap=0, gof_samples=0, ci_level=0.9, ci_method="auto", ties="reference", fix_fingers=None,
+                xmin_max=None, max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
     """:func:`fit_power_law` on already valid options and a sorted float64 ``evals`` (no checks).
 
     For the pipeline, which validated its options once at the public entry; ``xmin_range`` may
@@ -517,10 +525,11 @@ def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, dis
     if fit.status != "success":
         return fit
     return _with_statistics(fit, rule=rule, ties=ties, distribution=distribution, rng=rng, bootstrap=bootstrap,
-                            gof_samples=gof_samples, ci_level=ci_level)
+                            gof_samples=gof_samples, ci_level=ci_level, ci_method=ci_method)
 
 
-def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_samples, ci_level) -> PowerLawFit:
+def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_samples, ci_level,
+                     ci_method="auto") -> PowerLawFit:
     """Attach the rule, the alternative tail, the bootstrap interval and the GoF p-value asked for."""
     if rule == ("ks",) and ties == "reference" and distribution == "power_law" and not bootstrap \
             and not gof_samples:
@@ -542,7 +551,7 @@ def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_sampl
     if bootstrap or gof_samples:
         gen = np.random.default_rng(rng)
         if bootstrap:
-            changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level)
+            changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level, method=ci_method)
         if gof_samples:
             changes["gof"] = goodness_of_fit(fit, gof_samples, gen)
     return dataclasses.replace(fit, **changes) if changes else fit

@@ -27,11 +27,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ks_scan import batch_scan
+from ...errors import InvalidParameterError
 
 __all__ = ["AlphaBootstrap", "GoodnessOfFit", "bootstrap_alpha", "goodness_of_fit", "STABLE_FRACTION",
-           "GROUP_ELEMENTS"]
+           "GROUP_ELEMENTS", "SMALL_TAIL", "BOOTSTRAP_METHODS"]
 
 STABLE_FRACTION = 2.0 / 3.0  # a replicate "keeps" xmin when its tail keeps >= 2/3 of the values
+# below this many tail values the percentile interval covers too little (0.86 at a nominal 0.95 for 50
+# values, 0.94 for 200: docs/statistics.md) and method='auto' takes the parametric basic interval
+SMALL_TAIL = 100
 # values of the samples drawn and scanned at a time (8 MiB per float64 array; the scan of a group
 # holds a dozen such arrays): the bound on memory whatever the sample count
 GROUP_ELEMENTS = 1 << 20
@@ -98,15 +102,23 @@ class AlphaBootstrap:
     Attributes
     ----------
     low, high : float
-        Percentile interval of the replicates' alphas at ``level``.
+        The interval at ``level`` (see ``method``).
     level : float
     n_boot : int
         Replicates that gave a fit.
     xmin_stability : float
-        Fraction of replicates whose own KS scan kept at least two thirds of the tail: 1 when
-        ``xmin`` is well determined, small when the KS curve is flat or has rival minima.
+        Fraction of the tail's resamples whose own KS scan kept at least two thirds of the tail: 1
+        when ``xmin`` is well determined, small when the KS curve is flat or has rival minima.
     alphas, xmins : numpy.ndarray
-        The replicates' estimates (read-only).
+        The estimates of the replicates behind the interval (read-only).
+    method : str
+        ``'percentile'``: the percentiles of the alphas of the tail resampled with replacement;
+        ``'parametric'``: the basic (pivotal) interval ``[2 alpha - q_hi, 2 alpha - q_lo]`` of the
+        alphas of Clauset et al.'s semi-parametric samples (the goodness-of-fit test's synthetic data
+        sets), each refitted by the fit's own rule.
+    n_tail : int
+        The fit's tail size; below :data:`SMALL_TAIL` the percentile interval covers less than its
+        level (measured: docs/statistics.md), and ``method='auto'`` takes the parametric one.
     """
 
     low: float
@@ -116,6 +128,13 @@ class AlphaBootstrap:
     xmin_stability: float
     alphas: np.ndarray
     xmins: np.ndarray
+    method: str = "percentile"
+    n_tail: int = 0
+
+    @property
+    def small_tail(self) -> bool:
+        """True when the tail has fewer than :data:`SMALL_TAIL` values (see ``method``)."""
+        return self.n_tail < SMALL_TAIL
 
     @property
     def std(self) -> float:
@@ -123,30 +142,37 @@ class AlphaBootstrap:
         return float(np.std(self.alphas, ddof=1)) if self.alphas.size > 1 else math.nan
 
     def __repr__(self) -> str:
-        return (f"AlphaBootstrap({100 * self.level:g}% CI [{self.low:.4f}, {self.high:.4f}], "
+        return (f"AlphaBootstrap({100 * self.level:g}% CI [{self.low:.4f}, {self.high:.4f}] ({self.method}), "
                 f"n_boot={self.n_boot}, xmin_stability={self.xmin_stability:.2f})")
 
 
 def _scan_kwargs(fit) -> dict:
-    """How the replicates of ``fit`` choose ``xmin`` (its own rule)."""
+    """How the replicates of ``fit`` choose ``xmin`` (its own rule and ties)."""
+    kw = {"merge": bool(getattr(fit, "ties", "reference") == "merge")}
     rule = getattr(fit, "xmin_rule", None)
     if rule is not None and rule[0] == "window":
-        return {"window": rule[1]}
-    return {"merge": bool(getattr(fit, "ties", "reference") == "merge")}
+        kw["window"] = rule[1]
+    return kw
 
 
-def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9) -> AlphaBootstrap:
-    r"""Bootstrap confidence interval of a power-law fit's alpha, resampling its tail.
+BOOTSTRAP_METHODS = ("auto", "percentile", "parametric")
+
+
+def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9, method="auto") -> AlphaBootstrap:
+    r"""Bootstrap confidence interval of a power-law fit's alpha.
 
     Parameters
     ----------
     fit : PowerLawFit
-        A successful fit (its ``data`` and ``xmin`` are used).
+        A successful fit (its ``data``, ``xmin``, ``alpha`` and rule are used).
     n_boot : int
         Replicates (a few hundred for a 90% interval).
     rng : None, int or numpy.random.Generator
     level : float
         Coverage of the interval.
+    method : {'auto', 'percentile', 'parametric'}
+        ``'auto'`` (default): ``'parametric'`` when the tail has fewer than :data:`SMALL_TAIL`
+        values, ``'percentile'`` otherwise.
 
     Returns
     -------
@@ -154,17 +180,33 @@ def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9) -> AlphaBootstrap:
 
     Notes
     -----
-    The ``n_tail`` values ``>= xmin`` are resampled with replacement into an ``(n_boot, n_tail)``
-    array (in groups of rows); every row is fitted by the KS scan (:func:`batch_scan`), which may move ``xmin`` up
-    inside the replicate. The interval is the ``(1 -+ level)/2`` percentiles of the replicates'
-    alphas (Efron & Tibshirani 1993, ch. 13); ``xmin_stability`` is the fraction of replicates
-    whose chosen tail holds at least 2/3 of their values. With a fixed ``xmin`` (or the ``'hill'``
-    rule) the tail is not re-scanned: alpha is the MLE on each replicate. Cost: one vectorised
-    scan of ``n_boot`` samples of ``n_tail`` values.
+    ``xmin_stability`` always comes from the tail's resamples: the ``n_tail`` values ``>= xmin``
+    resampled with replacement into ``(n_boot, n_tail)`` rows (drawn and scanned in groups of
+    rows), each fitted by the KS scan (:func:`batch_scan`), which may move ``xmin`` up inside the
+    replicate; the fraction whose chosen tail holds at least 2/3 of their values.
+
+    ``'percentile'``: the ``(1 -+ level)/2`` percentiles of those replicates' alphas (Efron &
+    Tibshirani 1993, ch. 13). It covers well from about 100 tail values on, but too little below
+    (0.86 at a nominal 0.95 for 50 Pareto values): resampling a short tail makes many ties and short
+    KS-chosen tails, so the replicates' alphas scatter more, and more asymmetrically, than the
+    estimate does.
+
+    ``'parametric'``: ``n_boot`` synthetic data sets as in :func:`goodness_of_fit` (the fitted power
+    law above ``xmin``, the data below it), each refitted by the fit's own rule, ``xmin`` included;
+    the basic bootstrap interval :math:`[2\hatlpha - q_{(1+l)/2}, 2\hatlpha - q_{(1-l)/2}]`
+    (Davison & Hinkley, *Bootstrap Methods and their Application*, 1997, eq. 5.6) of their alphas
+    :math:`q`, whose spread around :math:`\hatlpha` stands for that of :math:`\hatlpha` around
+    the truth (lower end at least 1). With a fixed ``xmin`` (or the ``'hill'`` rule) there is no
+    scan to repeat: alpha is the MLE on each replicate.
     """
+    if not (isinstance(method, str) and method in BOOTSTRAP_METHODS):
+        raise InvalidParameterError("The 'method' parameter of bootstrap_alpha must be one of "
+                                    + ", ".join(repr(m) for m in BOOTSTRAP_METHODS) + f". Got {method!r}.")
     rng = np.random.default_rng(rng)
     tail = np.asarray(fit.data)[np.asarray(fit.data) >= fit.xmin]
     m, B = tail.size, int(n_boot)
+    if method == "auto":
+        method = "parametric" if m < SMALL_TAIL else "percentile"
     rule = getattr(fit, "xmin_rule", ("ks",))
     fixed = rule[0] in ("fixed", "index") or m < 3
     kw = _scan_kwargs(fit)
@@ -183,12 +225,18 @@ def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9) -> AlphaBootstrap:
             alphas[sl], xmins[sl] = res.alpha, res.xmin
             kept[sl] = res.n_tail >= STABLE_FRACTION * m
     ok = np.isfinite(alphas)
+    stability = float(kept[ok].mean()) if ok.any() else math.nan
+    if method == "parametric":
+        alphas, xmins, _ = _synthetic(fit, B, rng)
+        ok = np.isfinite(alphas)
     a = alphas[ok]
     if a.size == 0:
-        return AlphaBootstrap(math.nan, math.nan, level, 0, math.nan, _ro([]), _ro([]))
+        return AlphaBootstrap(math.nan, math.nan, level, 0, math.nan, _ro([]), _ro([]), method, m)
     lo, hi = np.quantile(a, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return AlphaBootstrap(float(lo), float(hi), float(level), int(a.size), float(kept[ok].mean()),
-                          _ro(a), _ro(xmins[ok]))
+    if method == "parametric":
+        lo, hi = max(1.0, 2.0 * fit.alpha - hi), 2.0 * fit.alpha - lo
+    return AlphaBootstrap(float(lo), float(hi), float(level), int(a.size), stability, _ro(a), _ro(xmins[ok]),
+                          method, m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,22 +279,33 @@ def goodness_of_fit(fit, n_samples, rng=None) -> GoodnessOfFit:
     ``n_tail / n`` a value is drawn from the fitted power law above ``xmin``
     (:math:`x = x_{min} (1-u)^{-1/(\alpha-1)}`), otherwise uniformly from the data below
     ``xmin``. Every sample is fitted from scratch by the same rule as the data (KS scan over all
-    candidates, or the fit's window), all of them in one :func:`batch_scan`; ``p`` is the fraction
+    candidates, or the fit's window; :func:`batch_scan`, in groups of rows); ``p`` is the fraction
     of samples with ``D* >= D``. CSN recommend ``n_samples`` of about ``1/(4 eps^2)`` for a p
     accurate to ``eps`` (2500 for 0.01); 100 to 200 separate clear rejections from clear fits.
     Under the null (data from the fitted law) ``p`` is uniform.
     """
     rng = np.random.default_rng(rng)
+    _, _, Ds = _synthetic(fit, int(n_samples), rng)
+    Ds = Ds[np.isfinite(Ds)]
+    p = float(np.mean(Ds >= fit.D)) if Ds.size else math.nan
+    return GoodnessOfFit(p, float(fit.D), int(Ds.size), _ro(Ds))
+
+
+def _synthetic(fit, G: int, rng: np.random.Generator):
+    """Clauset et al.'s semi-parametric samples of ``fit``, each refitted by its rule: ``(alpha, xmin, D)``.
+
+    As many values as the fitted data: with probability ``n_tail / n`` from the fitted power law
+    above ``xmin``, otherwise uniformly from the data below it; drawn and scanned in groups of rows.
+    """
     data = np.asarray(fit.data)
     n = data.size
     body = data[data < fit.xmin]
     n_tail = n - body.size
-    G = int(n_samples)
     rule = getattr(fit, "xmin_rule", ("ks",))
     # the draws of the one-shot form: from_tail = random((G, n)), u = random((G, n)), then the body
     # indices integers(0, body.size, (G, n)); each taken group by group from its own stream
     draws = _Draws(rng, G, n, 3 if body.size else 2)
-    Ds = np.full(G, np.nan)
+    alphas, xmins, Ds = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
     for sl in _groups(G, n):
         shape = (sl.stop - sl.start, n)
         from_tail = draws.streams[0].random(shape) < n_tail / n
@@ -255,20 +314,18 @@ def goodness_of_fit(fit, n_samples, rng=None) -> GoodnessOfFit:
             synth = np.where(from_tail, synth, body[draws.streams[2].integers(0, body.size, size=shape)])
         synth.sort(axis=1)
         if rule[0] == "fixed":
-            Ds[sl] = _fixed_ks(synth, fit.xmin)
-        elif rule[0] == "index":
-            Ds[sl] = batch_scan(synth, index=rule[1]).D
+            alphas[sl], Ds[sl] = _fixed_ks(synth, fit.xmin)
+            xmins[sl] = fit.xmin
         else:
-            Ds[sl] = batch_scan(synth, **_scan_kwargs(fit)).D
+            res = batch_scan(synth, index=rule[1]) if rule[0] == "index" else batch_scan(synth, **_scan_kwargs(fit))
+            alphas[sl], xmins[sl], Ds[sl] = res.alpha, res.xmin, res.D
     draws.finish()
-    Ds = Ds[np.isfinite(Ds)]
-    p = float(np.mean(Ds >= fit.D)) if Ds.size else math.nan
-    return GoodnessOfFit(p, float(fit.D), int(Ds.size), _ro(Ds))
+    return alphas, xmins, Ds
 
 
 def _fixed_ks(X, xmin):
-    """KS distance of each row's power-law MLE above a fixed ``xmin``."""
-    out = np.full(X.shape[0], np.nan)
+    """Alpha (MLE) and KS distance of each row's power law above a fixed ``xmin``."""
+    alpha, out = np.full(X.shape[0], np.nan), np.full(X.shape[0], np.nan)
     for b, row in enumerate(X):
         tail = row[row >= xmin]
         if tail.size < 2:
@@ -278,5 +335,6 @@ def _fixed_ks(X, xmin):
             continue
         a = 1.0 + tail.size / s
         k = np.arange(tail.size) / tail.size
+        alpha[b] = a
         out[b] = np.max(np.abs(-np.expm1((1.0 - a) * np.log(tail / xmin)) - k))
-    return out
+    return alpha, out
