@@ -192,7 +192,8 @@ class Comparison:
     reports : tuple of Report
     summary : pandas.DataFrame
         One row per model (index: name): the summary metrics, ``num_layers``, ``num_failed``,
-        ``num_flagged`` (layers outside [2, 6]), and ``accuracy`` when given.
+        ``num_flagged`` (reliably fitted layers outside [2, 6]), ``num_unreliable`` (layers fitted on
+        too few eigenvalues: ``fit_reliable`` false), and ``accuracy`` when given.
     fits : tuple of MetricFit
         One per metric, when accuracies were given (empty otherwise).
     metrics : tuple of str
@@ -206,10 +207,15 @@ class Comparison:
         self.metrics = tuple(metrics)
         rows = []
         for name, rep in zip(self.names, self.reports):
-            flagged = int((rep.details["warning"].isin(["over-trained", "under-trained"])).sum()) \
-                if "warning" in rep.details else 0
+            d = rep.details
+            reliable = d["fit_reliable"].fillna(False).astype(bool) if "fit_reliable" in d else \
+                np.ones(len(d), dtype=bool)
+            flagged = int((d["warning"].isin(["over-trained", "under-trained"]) & reliable).sum()) \
+                if "warning" in d else 0
+            unreliable = int(((d["status"] == "success") & ~reliable).sum()) if "status" in d else 0
             row = {"model": name, **{m: rep.summary.get(m, math.nan) for m in self.metrics},
-                   "num_layers": rep.num_layers, "num_failed": rep.num_failed, "num_flagged": flagged}
+                   "num_layers": rep.num_layers, "num_failed": rep.num_failed, "num_flagged": flagged,
+                   "num_unreliable": unreliable}
             rows.append(row)
         self.summary = pd.DataFrame(rows).set_index("model")
         self.accuracies = None if accuracies is None else tuple(float(a) for a in accuracies)
