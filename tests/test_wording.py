@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import spectralwatch
-from spectralwatch.core.fit.quality import RELIABLE_MIN_EVALS, RELIABLE_MIN_TAIL, reliable_fit
+from spectralwatch.core.fit.quality import RELIABLE_MIN_EVALS, reliable_fit
 from spectralwatch.render.text import render_table, summary_lines, summary_panel, verdict
 from spectralwatch.render.wording import alpha_reading, mean_alpha_sentence
 
@@ -21,10 +21,9 @@ def test_bands_and_one_sentence():
 
 
 def test_reliable_fit_rule():
-    assert reliable_fit("success", RELIABLE_MIN_TAIL, RELIABLE_MIN_EVALS)
-    assert not reliable_fit("success", RELIABLE_MIN_TAIL - 1, 500)
-    assert not reliable_fit("success", 9, 9)  # a 3x3 depthwise kernel
-    assert not reliable_fit("failed", 100, 500) and not reliable_fit("success", float("nan"), 500)
+    assert reliable_fit("success", RELIABLE_MIN_EVALS) and not reliable_fit("success", RELIABLE_MIN_EVALS - 1)
+    assert not reliable_fit("success", 9)  # a 3x3 depthwise kernel
+    assert not reliable_fit("failed", 500) and not reliable_fit("success", float("nan"))
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +64,14 @@ def test_html_shows_unreliable_not_over_trained(report):
     assert "<tr class='over'" not in page
     assert mean_alpha_sentence(report.summary["alpha"]) in page
     assert "1 layers were fitted on too few eigenvalues" in page and "0 over-trained" in page
+
+
+def test_alpha_figure_draws_unreliable_fits_apart(report):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from spectralwatch.render.plots.model import alpha_by_layer
+
+    labels = [t.get_text() for t in alpha_by_layer(report.details).get_legend().get_texts()]
+    plt.close("all")
+    assert "α, unreliable fit (1)" in labels and not any("over-trained" in t for t in labels)

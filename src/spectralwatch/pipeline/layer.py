@@ -126,7 +126,7 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
             from ..core.fit.tpl_columns import tpl_columns
 
             row.update(tpl_columns(evals, fit, fitting))
-        row["fit_reliable"] = reliable_fit(row["status"], row.get("n_tail"), evals.size)
+        row["fit_reliable"] = reliable_fit(row["status"], evals.size)
         ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
                            options=options.analyses, layer_id=base["layer_id"], slice_id=slice_id or 0)
         row.update(extra_columns(ctx))

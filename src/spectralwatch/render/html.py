@@ -301,8 +301,8 @@ _GLOSSARY = """<dl class="glossary">
 ρ(λ) ~ λ^-α for λ ≥ xmin. HTSR's reading: 2 ≤ α ≤ 6 is the range of trained layers (2-4 heavy, 4-6 moderately
 heavy tail); α &lt; 2 its over-training warning; α &gt; 6 close to a random matrix, its under-training warning.
 A heuristic, not a measurement of accuracy.</dd>
-<dt>fit_reliable</dt><dd>false when the layer has fewer than 50 eigenvalues or its fitted tail fewer than 8:
-its α cannot be read, and the row is shown as an unreliable fit whatever its <code>warning</code>.</dd>
+<dt>fit_reliable</dt><dd>false when the layer has fewer than 50 eigenvalues: its α cannot be read, and the
+row is shown as an unreliable fit whatever its <code>warning</code>.</dd>
 <dt>alpha_weighted</dt><dd>α · log10 λmax (α̂): weights α by the scale of the layer; its mean compares models.</dd>
 <dt>D, sigma, xmin</dt><dd>Kolmogorov-Smirnov distance of the fit (small is good), standard error of α, start of the fitted tail.</dd>
 <dt>num_pl_spikes</dt><dd>eigenvalues in the fitted tail (λ ≥ xmin).</dd>

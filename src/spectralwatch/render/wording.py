@@ -17,14 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..core.fit.quality import RELIABLE_MIN_EVALS, RELIABLE_MIN_TAIL, reliable_fit
+from ..core.fit.quality import RELIABLE_MIN_EVALS, reliable_fit
 
 __all__ = ["AlphaReading", "alpha_reading", "mean_alpha_sentence", "fit_reliable", "TERMINAL_STYLE",
            "UNRELIABLE_WHY"]
 
 #: why a fit is unreliable, in words (core/fit/quality.py: reliable_fit)
-UNRELIABLE_WHY = (f"fewer than {RELIABLE_MIN_EVALS} eigenvalues in the layer, or fewer than {RELIABLE_MIN_TAIL} "
-                  "in the fitted tail")
+UNRELIABLE_WHY = f"fewer than {RELIABLE_MIN_EVALS} eigenvalues in the layer"
 
 #: terminal colour of each reading
 TERMINAL_STYLE = {"over": "red", "good": "green", "fair": "yellow", "under": "yellow", "unreliable": "dim",
@@ -87,8 +86,8 @@ def mean_alpha_sentence(alpha: float, *, unicode: bool = True) -> str:
 
 def fit_reliable(row) -> bool:
     """Whether a layer's alpha can be read: its ``fit_reliable`` column, or (for a row without it)
-    :func:`~spectralwatch.core.fit.quality.reliable_fit` of its status, ``n_tail`` and ``num_evals``."""
+    :func:`~spectralwatch.core.fit.quality.reliable_fit` of its status and ``num_evals``."""
     value = row.get("fit_reliable")
     if value is not None and value == value:
         return bool(value)
-    return reliable_fit(row.get("status", ""), row.get("n_tail"), row.get("num_evals"))
+    return reliable_fit(row.get("status", ""), row.get("num_evals"))
