@@ -135,7 +135,7 @@ def test_analyze_keeps_the_reference_fit():
 # --------------------------------------------------------------------------------------
 # small tails: the parametric (basic) interval
 # --------------------------------------------------------------------------------------
-def test_auto_interval_is_parametric_below_100_tail_values():
+def test_auto_interval_is_parametric_below_300_tail_values():
     from spectralwatch.core.fit.uncertainty import SMALL_TAIL
 
     rng = np.random.default_rng(8)
@@ -165,8 +165,10 @@ def test_analyze_reports_the_interval_method():
     rng = np.random.default_rng(10)
     W = {"a.weight": rng.standard_t(2.5, (400, 200)), "b.weight": rng.standard_normal((30, 20))}
     d = spectralwatch.analyze(W, bootstrap=40, rng=0).details.set_index("name")
+    from spectralwatch.core.fit.uncertainty import SMALL_TAIL
+
     for name, row in d.iterrows():
-        assert row["alpha_ci_method"] == ("parametric" if row["n_tail"] < 100 else "percentile")
+        assert row["alpha_ci_method"] == ("parametric" if row["n_tail"] < SMALL_TAIL else "percentile")
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ Options (all off by default: the default table and summary are WeightWatcher's):
 
 ========================  =================================================================
 ``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``, ``alpha_ci_method``:
-                          ``'parametric'`` below 100 tail values, else ``'percentile'``) and
+                          ``'parametric'`` below 300 tail values, else ``'percentile'``) and
                           ``xmin_stability``, :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`
 ``ci_level=0.9``          coverage of that interval
 ``gof_samples=N``         goodness-of-fit p-value ``gof_p`` (Clauset et al. 2009, section 4.1)

@@ -424,9 +424,9 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
     ci_level : float, optional
         Coverage of the bootstrap interval (default 0.9).
     ci_method : {'auto', 'percentile', 'parametric'}, optional
-        The bootstrap interval: percentiles of the tail's resamples, or the basic interval of Clauset
-        et al.'s semi-parametric samples; ``'auto'`` (default) takes the parametric one below 100
-        tail values, where the percentile interval covers too little (see
+        The bootstrap interval: percentiles of the tail's resamples, or the basic interval of
+        synthetic tails drawn from the fitted power law; ``'auto'`` (default) takes the parametric
+        one below 300 tail values, where the percentile interval covers too little (see
         :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`).
     ties : {'merge', 'reference'}, optional
         ``'merge'`` (default): tied values form one candidate and one step of the empirical CDF

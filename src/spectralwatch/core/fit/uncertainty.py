@@ -33,9 +33,10 @@ __all__ = ["AlphaBootstrap", "GoodnessOfFit", "bootstrap_alpha", "goodness_of_fi
            "GROUP_ELEMENTS", "SMALL_TAIL", "BOOTSTRAP_METHODS"]
 
 STABLE_FRACTION = 2.0 / 3.0  # a replicate "keeps" xmin when its tail keeps >= 2/3 of the values
-# below this many tail values the percentile interval covers too little (0.86 at a nominal 0.95 for 50
-# values, 0.94 for 200: docs/statistics.md) and method='auto' takes the parametric basic interval
-SMALL_TAIL = 100
+# below this many tail values the percentile interval covers too little (at a nominal 0.90: 0.74 for
+# tails of ~28 values, 0.82 for ~94, 0.87 for ~185: docs/statistics.md) and method='auto' takes the
+# parametric basic interval; above it the percentile interval, which assumes no law
+SMALL_TAIL = 300
 # values of the samples drawn and scanned at a time (8 MiB per float64 array; the scan of a group
 # holds a dozen such arrays): the bound on memory whatever the sample count
 GROUP_ELEMENTS = 1 << 20
@@ -114,11 +115,10 @@ class AlphaBootstrap:
     method : str
         ``'percentile'``: the percentiles of the alphas of the tail resampled with replacement;
         ``'parametric'``: the basic (pivotal) interval ``[2 alpha - q_hi, 2 alpha - q_lo]`` of the
-        alphas of Clauset et al.'s semi-parametric samples (the goodness-of-fit test's synthetic data
-        sets), each refitted by the fit's own rule.
+        alphas of synthetic tails drawn from the fitted power law, each re-scanned.
     n_tail : int
-        The fit's tail size; below :data:`SMALL_TAIL` the percentile interval covers less than its
-        level (measured: docs/statistics.md), and ``method='auto'`` takes the parametric one.
+        The fit's tail size; below :data:`SMALL_TAIL` (300) the percentile interval covers less than
+        its level (measured: docs/statistics.md), and ``method='auto'`` takes the parametric one.
     """
 
     low: float
@@ -186,18 +186,20 @@ def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9, method="auto") -> Alpha
     replicate; the fraction whose chosen tail holds at least 2/3 of their values.
 
     ``'percentile'``: the ``(1 -+ level)/2`` percentiles of those replicates' alphas (Efron &
-    Tibshirani 1993, ch. 13). It covers well from about 100 tail values on, but too little below
-    (0.86 at a nominal 0.95 for 50 Pareto values): resampling a short tail makes many ties and short
-    KS-chosen tails, so the replicates' alphas scatter more, and more asymmetrically, than the
-    estimate does.
+    Tibshirani 1993, ch. 13). It covers too little on short tails (measured at a nominal 0.90: 0.74
+    for tails of ~28 values, 0.82 for ~94, 0.87 for ~185: docs/statistics.md): resampling a short
+    tail makes many ties and short KS-chosen tails, so the replicates' alphas scatter more, and more
+    asymmetrically, than the estimate does.
 
-    ``'parametric'``: ``n_boot`` synthetic data sets as in :func:`goodness_of_fit` (the fitted power
-    law above ``xmin``, the data below it), each refitted by the fit's own rule, ``xmin`` included;
-    the basic bootstrap interval :math:`[2\hatlpha - q_{(1+l)/2}, 2\hatlpha - q_{(1-l)/2}]`
-    (Davison & Hinkley, *Bootstrap Methods and their Application*, 1997, eq. 5.6) of their alphas
-    :math:`q`, whose spread around :math:`\hatlpha` stands for that of :math:`\hatlpha` around
-    the truth (lower end at least 1). With a fixed ``xmin`` (or the ``'hill'`` rule) there is no
-    scan to repeat: alpha is the MLE on each replicate.
+    ``'parametric'``: ``n_boot`` synthetic tails of ``n_tail`` values drawn from the fitted power law
+    above ``xmin`` (:math:`x = x_{min}(1-u)^{-1/(\hat\alpha-1)}`), each re-scanned like the
+    resamples; the basic bootstrap interval
+    :math:`[2\hat\alpha - q_{(1+l)/2}, 2\hat\alpha - q_{(1-l)/2}]` (Davison & Hinkley, *Bootstrap
+    Methods and their Application*, 1997, eq. 5.6) of their alphas :math:`q`: their spread around
+    :math:`\hat\alpha` stands for that of :math:`\hat\alpha` around the truth, skew reversed (lower
+    end at least 1). It assumes the tail is a power law, where the percentile interval assumes
+    nothing; the cost is the same. With a fixed ``xmin`` (or the ``'hill'`` rule) there is no scan to
+    repeat: alpha is the MLE on each replicate.
     """
     if not (isinstance(method, str) and method in BOOTSTRAP_METHODS):
         raise InvalidParameterError("The 'method' parameter of bootstrap_alpha must be one of "
@@ -226,8 +228,17 @@ def bootstrap_alpha(fit, n_boot, rng=None, *, level=0.9, method="auto") -> Alpha
             kept[sl] = res.n_tail >= STABLE_FRACTION * m
     ok = np.isfinite(alphas)
     stability = float(kept[ok].mean()) if ok.any() else math.nan
-    if method == "parametric":
-        alphas, xmins, _ = _synthetic(fit, B, rng)
+    if method == "parametric":  # tails of m values from the fitted law, re-scanned like the resamples
+        for sl in _groups(B, m):  # drawn after all the resamples' indices: the same values whatever the grouping
+            u = rng.random((sl.stop - sl.start, m))
+            reps = np.sort(fit.xmin * (1.0 - u) ** (-1.0 / (fit.alpha - 1.0)), axis=1)
+            if fixed:
+                s = np.log(reps / fit.xmin).sum(axis=1)
+                alphas[sl] = np.where(s > 0, 1.0 + m / s, np.nan)
+                xmins[sl] = float(fit.xmin)
+            else:
+                res = batch_scan(reps, **kw)
+                alphas[sl], xmins[sl] = res.alpha, res.xmin
         ok = np.isfinite(alphas)
     a = alphas[ok]
     if a.size == 0:
@@ -285,14 +296,14 @@ def goodness_of_fit(fit, n_samples, rng=None) -> GoodnessOfFit:
     Under the null (data from the fitted law) ``p`` is uniform.
     """
     rng = np.random.default_rng(rng)
-    _, _, Ds = _synthetic(fit, int(n_samples), rng)
+    Ds = _synthetic_Ds(fit, int(n_samples), rng)
     Ds = Ds[np.isfinite(Ds)]
     p = float(np.mean(Ds >= fit.D)) if Ds.size else math.nan
     return GoodnessOfFit(p, float(fit.D), int(Ds.size), _ro(Ds))
 
 
-def _synthetic(fit, G: int, rng: np.random.Generator):
-    """Clauset et al.'s semi-parametric samples of ``fit``, each refitted by its rule: ``(alpha, xmin, D)``.
+def _synthetic_Ds(fit, G: int, rng: np.random.Generator) -> np.ndarray:
+    """The KS distances of Clauset et al.'s semi-parametric samples of ``fit``, each refitted by its rule.
 
     As many values as the fitted data: with probability ``n_tail / n`` from the fitted power law
     above ``xmin``, otherwise uniformly from the data below it; drawn and scanned in groups of rows.
@@ -305,7 +316,7 @@ def _synthetic(fit, G: int, rng: np.random.Generator):
     # the draws of the one-shot form: from_tail = random((G, n)), u = random((G, n)), then the body
     # indices integers(0, body.size, (G, n)); each taken group by group from its own stream
     draws = _Draws(rng, G, n, 3 if body.size else 2)
-    alphas, xmins, Ds = np.full(G, np.nan), np.full(G, np.nan), np.full(G, np.nan)
+    Ds = np.full(G, np.nan)
     for sl in _groups(G, n):
         shape = (sl.stop - sl.start, n)
         from_tail = draws.streams[0].random(shape) < n_tail / n
@@ -314,18 +325,18 @@ def _synthetic(fit, G: int, rng: np.random.Generator):
             synth = np.where(from_tail, synth, body[draws.streams[2].integers(0, body.size, size=shape)])
         synth.sort(axis=1)
         if rule[0] == "fixed":
-            alphas[sl], Ds[sl] = _fixed_ks(synth, fit.xmin)
-            xmins[sl] = fit.xmin
+            Ds[sl] = _fixed_ks(synth, fit.xmin)
+        elif rule[0] == "index":
+            Ds[sl] = batch_scan(synth, index=rule[1]).D
         else:
-            res = batch_scan(synth, index=rule[1]) if rule[0] == "index" else batch_scan(synth, **_scan_kwargs(fit))
-            alphas[sl], xmins[sl], Ds[sl] = res.alpha, res.xmin, res.D
+            Ds[sl] = batch_scan(synth, **_scan_kwargs(fit)).D
     draws.finish()
-    return alphas, xmins, Ds
+    return Ds
 
 
 def _fixed_ks(X, xmin):
-    """Alpha (MLE) and KS distance of each row's power law above a fixed ``xmin``."""
-    alpha, out = np.full(X.shape[0], np.nan), np.full(X.shape[0], np.nan)
+    """KS distance of each row's power-law MLE above a fixed ``xmin``."""
+    out = np.full(X.shape[0], np.nan)
     for b, row in enumerate(X):
         tail = row[row >= xmin]
         if tail.size < 2:
@@ -335,6 +346,5 @@ def _fixed_ks(X, xmin):
             continue
         a = 1.0 + tail.size / s
         k = np.arange(tail.size) / tail.size
-        alpha[b] = a
         out[b] = np.max(np.abs(-np.expm1((1.0 - a) * np.log(tail / xmin)) - k))
-    return alpha, out
+    return out
