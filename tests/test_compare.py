@@ -85,7 +85,9 @@ def test_compare_ranks_and_fits_planted_models():
     assert fit.slope == pytest.approx(-0.1, abs=1e-9) and fit.r2 == pytest.approx(1.0, abs=1e-9)
     assert fit.kendall_tau == -1.0
     table = comp.fit_table()
-    assert list(table.columns) == ["slope", "intercept", "rmse", "r2", "kendall_tau", "n"]
+    # issue 14 added the p-value of tau and the check against HTSR's predicted sign
+    assert list(table.columns) == ["slope", "intercept", "rmse", "r2", "kendall_tau", "n", "kendall_p", "htsr",
+                                   "agrees"]
     assert set(table.index) <= set(COMPARE_METRICS)
     curves = comp.alpha_curves()
     assert [len(c) for c in curves.values()] == [1, 1, 1]
@@ -189,3 +191,84 @@ def test_compare_a_grid_of_mlps(tmp_path, capsys):
     accs, table, doc = _train_and_compare(tmp_path, capsys, configs, epochs=30)
     fits = _check(accs, table, doc)
     assert fits["alpha"]["kendall_tau"] < 0, fits["alpha"]
+
+
+# ---- the verdicts against the theory (issue 14) ----------------------------------------------
+
+def test_kendall_p_is_the_exact_permutation_p():
+    import itertools
+
+    x = np.array([3.1, 2.2, 4.5, 1.0, 5.2, 3.9])
+    y = np.array([0.71, 0.80, 0.60, 0.90, 0.52, 0.75])
+    fit = fit_metric(x, y, metric="alpha")
+    taus = [fit_metric(x, np.array(p)).kendall_tau for p in itertools.permutations(y)]
+    exact = np.mean(np.abs(taus) >= abs(fit.kendall_tau) - 1e-12)
+    assert fit.kendall_p == pytest.approx(exact, abs=1e-12)
+    three = fit_metric([1.0, 2.0, 3.0], [0.7, 0.8, 0.9], metric="alpha")
+    assert three.kendall_tau == 1.0 and three.kendall_p == pytest.approx(1 / 3)
+
+
+def test_each_metric_is_read_against_the_sign_htsr_predicts():
+    from spectralwatch.tools.compare import HTSR_SIGN
+
+    assert all(HTSR_SIGN[m] == -1 for m in COMPARE_METRICS)  # smaller is better, for all five
+    wrong = fit_metric([1.0, 2.0, 3.0], [0.7, 0.8, 0.9], metric="alpha")
+    right = fit_metric([1.0, 2.0, 3.0], [0.9, 0.8, 0.7], metric="log_norm")
+    unknown = fit_metric([1.0, 2.0, 3.0], [0.9, 0.8, 0.7], metric="stable_rank")
+    assert wrong.agrees is False and "OPPOSITE" in wrong.reading
+    assert right.agrees is True and "the sign HTSR predicts" in right.reading
+    assert unknown.agrees is None and unknown.predicted_sign == 0
+
+
+@pytest.fixture(scope="module")
+def planted_reports():
+    return {a: spectralwatch.analyze(planted(a, s), workers=1) for s, a in enumerate((2.2, 2.6, 3.0, 3.6, 4.5, 5.5))}
+
+
+def _emit(comparison, fmt="table"):
+    import io
+
+    from spectralwatch.cli.output import emit_comparison
+
+    buf = io.StringIO()
+    emit_comparison(comparison, fmt, buf)
+    return buf.getvalue()
+
+
+def test_compare_says_when_the_sign_is_wrong_and_warns_below_five_models(planted_reports):
+    alphas = (2.2, 3.0, 4.5)
+    reps = [planted_reports[a] for a in alphas]
+    acc = [0.5 + 0.1 * r.summary["alpha"] for r in reps]  # accuracy grows with alpha: against HTSR
+    comp = compare(reps, names=["a", "b", "c"], accuracies=acc)
+    fit = next(f for f in comp.fits if f.metric == "alpha")
+    assert fit.kendall_tau == 1.0 and fit.agrees is False and fit.kendall_p == pytest.approx(1 / 3)
+    assert any("only 3 models" in w for w in comp.warnings)
+    assert any("against HTSR's prediction" in w and "alpha (tau +1.00" in w for w in comp.warnings)
+    text = _emit(comp)
+    assert "Strongest rank agreement" not in text  # the old line called a wrong sign an agreement
+    assert "alpha              tau +1.000 (p 0.33): OPPOSITE to HTSR's prediction" in text
+    assert "Warning: only 3 models" in text
+    doc = json.loads(_emit(comp, "json"))
+    f = next(f for f in doc["fits"] if f["metric"] == "alpha")
+    assert f["agrees_with_htsr"] is False and f["kendall_p"] == pytest.approx(1 / 3)
+    assert f["htsr_prediction"] == "smaller is better" and doc["warnings"] == comp.warnings
+
+
+def test_compare_with_enough_models_and_the_predicted_sign(planted_reports):
+    reps = list(planted_reports.values())
+    acc = [1.2 - 0.1 * r.summary["alpha"] for r in reps]
+    comp = compare(reps, names=[f"m{i}" for i in range(6)], accuracies=acc)
+    fit = next(f for f in comp.fits if f.metric == "alpha")
+    assert fit.agrees is True and fit.kendall_tau == -1.0 and fit.kendall_p == pytest.approx(2 / 720)
+    assert not any("models:" in w for w in comp.warnings)
+    assert "Strongest rank correlation with the sign HTSR predicts: alpha" in _emit(comp)
+
+
+def test_figure_titles_carry_the_warnings(planted_reports):
+    pytest.importorskip("matplotlib")
+    from spectralwatch.tools.compare import plot_metric_vs_accuracy
+
+    reps = [planted_reports[a] for a in (2.2, 3.0, 4.5)]
+    comp = compare(reps, names=["a", "b", "c"], accuracies=[0.5 + 0.1 * r.summary["alpha"] for r in reps])
+    title = plot_metric_vs_accuracy(comp, "alpha").get_title()
+    assert "OPPOSITE to HTSR" in title and "only 3 models" in title

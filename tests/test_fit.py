@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spectralwatch.errors import InvalidParameterError
-from spectralwatch.core.fit.powerlaw import PowerLawFit, fit_power_law
+from spectralwatch.core.fit.powerlaw import PowerLawFit
+from spectralwatch.core.fit.powerlaw import fit_power_law as public_fit_power_law
 
 # The bounded scan and the brute force below use the same formulas; they differ only in
 # rounding (exp of log differences vs. a power of a ratio, summation order), which moves
@@ -21,6 +22,13 @@ REL_EXACT = 1e-12
 # Parity with the WeightWatcher 0.7.7 fitter, as required of spectralwatch.
 REL_REF = 1e-9
 THRESH = 1e-5
+# This file checks WeightWatcher's fitter: fit_power_law with the options analyze() passes on every
+# layer (the public defaults are Clauset et al.'s: merged ties, a relative threshold; test_stats.py)
+REFERENCE = {"ties": "reference", "thresh": THRESH}
+
+
+def fit_power_law(evals, **kwargs):
+    return public_fit_power_law(evals, **{**REFERENCE, **kwargs})
 
 
 # --------------------------------------------------------------------------------------

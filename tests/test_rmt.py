@@ -357,7 +357,12 @@ def test_fit_tpl_columns_in_analyze():
     tpl = spectralwatch.analyze(W, fit="TPL").details.iloc[0]
     etpl = spectralwatch.analyze(W, fit="E_TPL").details.iloc[0]
     assert "Lambda" not in pl.index and tpl["Lambda"] >= 0 and etpl["Lambda"] >= 0
-    assert tpl["xmin"] == pl["xmin"] and tpl["num_pl_spikes"] == pl["num_pl_spikes"]
+    # xmin, n_tail and num_pl_spikes are the truncated law's own (its KS scan), like alpha (issue 14)
+    from spectralwatch.core.fit.tpl_columns import fit_tail_tpl
+
+    own = fit_tail_tpl(spectralwatch.analyze(W).get_fit(pl["layer_id"])).tpl
+    assert tpl["xmin"] == own.xmin and tpl["num_pl_spikes"] == tpl["n_tail"] == own.n_tail
+    assert tpl["alpha"] == own.alpha and tpl["Lambda"] == own.Lambda
     assert tpl["alpha_weighted"] == pytest.approx(tpl["alpha"] * np.log10(tpl["lambda_max"]))
     assert etpl["fit_method"] == "xmin_peak"
     forced = spectralwatch.analyze(W, fit="TPL", xmax="force").details.iloc[0]

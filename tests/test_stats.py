@@ -1,4 +1,5 @@
-"""Tests of the fit statistics: alternative tails (spectralwatch.distributions) and spectralwatch.stats.
+"""Tests of the fit statistics: the alternative tails (core/fit/laws.py), the batched KS scan, the
+bootstrap and goodness of fit (core/fit/uncertainty.py), the tail comparisons and the flags.
 
 Planted truths: samples drawn exactly (by rejection) from power laws, truncated power laws,
 lognormals, exponentials and stretched exponentials with known parameters; the special function
@@ -405,12 +406,12 @@ def _rows(kind, n, count, seed):
 @pytest.mark.parametrize("n", [9, 19, 20, 47, 49, 300, 1500])
 def test_batch_scan_matches_fit_power_law(kind, n):
     from spectralwatch.core.fit.powerlaw import fit_power_law
-    from spectralwatch.core.fit.stats import batch_scan
+    from spectralwatch.core.fit.ks_scan import batch_scan
 
     X = _rows(kind, n, 6, n)
     res = batch_scan(X)
     for b in range(X.shape[0]):
-        fit = fit_power_law(X[b])
+        fit = fit_power_law(X[b], ties="reference", thresh=1e-5)
         if fit.status != "success":
             assert res.index[b] == -1
             continue
@@ -419,13 +420,13 @@ def test_batch_scan_matches_fit_power_law(kind, n):
 
 def test_batch_scan_window_matches_xmin_range():
     from spectralwatch.core.fit.powerlaw import fit_power_law
-    from spectralwatch.core.fit.stats import batch_scan
+    from spectralwatch.core.fit.ks_scan import batch_scan
 
     X = _rows("mixture", 600, 5, 3)
     lo, hi = np.quantile(X, 0.3), np.quantile(X, 0.9)
     res = batch_scan(X, window=(lo, hi))
     for b in range(X.shape[0]):
-        fit = fit_power_law(X[b], xmin_range=(lo, hi))
+        fit = fit_power_law(X[b], xmin_range=(lo, hi), ties="reference")
         assert (res.alpha[b], res.xmin[b]) == (fit.alpha, fit.xmin)
 
 
@@ -506,11 +507,14 @@ def test_fit_power_law_xmin_range_bounds_the_scan():
 def test_fit_power_law_distribution_statistics_and_compare():
     from spectralwatch import fit_power_law
     from spectralwatch.core.fit.laws import TruncatedPowerLawFit
-    from spectralwatch.core.fit.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
+    from spectralwatch.core.fit.comparison import TailComparison
+    from spectralwatch.core.fit.uncertainty import AlphaBootstrap, GoodnessOfFit
 
     x = sample_tpl(1.8, 0.02, 1.0, 4000, np.random.default_rng(24))
     fit = fit_power_law(x, distribution="truncated_power_law", bootstrap=50, gof_samples=20, rng=0)
-    assert isinstance(fit.tail, TruncatedPowerLawFit) and fit.tail.xmin == fit.xmin
+    # the truncated power law at its own xmin (its KS scan), not the power law's (issue 14)
+    assert isinstance(fit.tail, TruncatedPowerLawFit) and fit.tail.xmin == fit.tail_scan.xmin
+    assert fit.tail_scan.D == np.nanmin(fit.tail_scan.Ds)
     assert isinstance(fit.ci, AlphaBootstrap) and fit.ci.low < fit.alpha < fit.ci.high
     assert isinstance(fit.gof, GoodnessOfFit) and 0 <= fit.gof.p <= 1 and fit.gof.n_samples == 20
     again = fit_power_law(x, distribution="truncated_power_law", bootstrap=50, gof_samples=20, rng=0)
@@ -575,7 +579,8 @@ def test_analyze_default_table_and_summary_unchanged(small_model):
 
 def test_analyze_statistics_columns(small_model):
     import spectralwatch
-    from spectralwatch.core.fit.stats import AlphaBootstrap, GoodnessOfFit, TailComparison
+    from spectralwatch.core.fit.comparison import TailComparison
+    from spectralwatch.core.fit.uncertainty import AlphaBootstrap, GoodnessOfFit
 
     plain = spectralwatch.analyze(small_model)
     rep = spectralwatch.analyze(small_model, bootstrap=60, gof_samples=20, compare_tails=True, rng=5)
@@ -621,7 +626,9 @@ def test_fit_quality_flags_and_summary_rule(small_model):
 
 def test_fit_quality_rules():
     from spectralwatch.core.fit.powerlaw import fit_power_law
-    from spectralwatch.core.fit.stats import bootstrap_alpha, compare_tails, fit_quality
+    from spectralwatch.core.fit.comparison import compare_tails
+    from spectralwatch.core.fit.quality import fit_quality
+    from spectralwatch.core.fit.uncertainty import bootstrap_alpha
 
     rng = np.random.default_rng(31)
     ln = sample_lognormal_tail(0.0, 1.0, 1.0, 5000, rng)
@@ -724,7 +731,7 @@ EXPECTED_RIGHT = {"power_law": 0.88, "exponential": 0.78, "lognormal": 1.0, "tru
 
 
 def _right_rate(law, n, reps, seed):
-    from spectralwatch.core.fit.stats import compare_tails
+    from spectralwatch.core.fit.comparison import compare_tails
 
     rng = np.random.default_rng(seed)
     return np.mean([compare_tails(TAIL_SAMPLERS[law](n, rng), 1.0).best == law for _ in range(reps)])

@@ -15,9 +15,10 @@ from ..render.safe_text import csv_frame, term_text
 from ..render.text import render_markdown, render_table, summary_panel
 from ..core.columns import TERMINAL_COLUMNS
 from ..errors import InvalidParameterError, MissingDependencyError
+from ..tools.compare import format_p
 
 __all__ = ["model_names", "emit_reports", "write_reports", "check_format", "emit_frame", "emit_comparison",
-           "write_comparison"]
+           "write_comparison", "comparison_verdict"]
 
 
 def _table_columns():
@@ -168,12 +169,28 @@ def emit_comparison(comparison, fmt: str, out, *, color=False) -> None:
               "alpha_weighted)", file=out)
     if fits is not None:
         print("\nHow well each metric predicts the accuracy (least-squares line; Martin, Peng & Mahoney 2021, "
-              "Table 1):", file=out)
+              "Table 1; Kendall tau with its two-sided p-value; htsr: the sign the theory predicts):", file=out)
         print(render(fits), file=out)
-        best = max(comparison.fits, key=lambda f: abs(f.kendall_tau) if f.kendall_tau == f.kendall_tau else -1)
-        way = "smaller" if best.kendall_tau < 0 else "larger"
-        print(f"\nStrongest rank agreement: {best.metric} (Kendall tau {best.kendall_tau:+.3f}: {way} values went "
-              f"with better accuracy; R^2 {best.r2:.3f})", file=out)
+        for line in comparison_verdict(comparison):
+            print(line, file=out)
+
+
+def comparison_verdict(comparison) -> list:
+    """The closing lines of a comparison with accuracies: each metric against HTSR's prediction, the
+    best metric that has the predicted sign (if any), and the warnings (fewer than 5 models, wrong signs)."""
+    lines = ["", "Against the theory:"]
+    agree = [f for f in comparison.fits if f.agrees]
+    for f in comparison.fits:
+        lines.append(f"  {f.metric:<18} tau {f.kendall_tau:+.3f} (p {format_p(f.kendall_p)}): {f.reading}")
+    if agree:
+        best = max(agree, key=lambda f: abs(f.kendall_tau))
+        lines.append(f"Strongest rank correlation with the sign HTSR predicts: {best.metric} (Kendall tau "
+                     f"{best.kendall_tau:+.3f}, p {format_p(best.kendall_p)}; R^2 {best.r2:.3f})")
+    elif comparison.fits:
+        lines.append("No metric's rank correlation with the accuracy has the sign HTSR predicts.")
+    for w in comparison.warnings:
+        lines.append(f"Warning: {w}.")
+    return lines
 
 
 def write_comparison(comparison, path, fmt: str, *, inputs=()) -> None:

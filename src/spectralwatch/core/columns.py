@@ -20,7 +20,7 @@ DETAILS_ORDER = ("layer_id", "name", "longname", "layer_type", "slice_id", "dtyp
                  "spectral_norm", "log_spectral_norm", "stable_rank", "matrix_rank", "rank_loss",
                  "numerical_rank", "numerical_rank_loss", "weak_rank_loss", "entropy", "alpha", "xmin", "xmax",
                  "D", "sigma", "num_pl_spikes", "n_tail", "num_fingers", "raw_alpha", "alpha_weighted",
-                 "log_alpha_norm", "fit_method", "spectrum_route", "status", "warning", "message")
+                 "log_alpha_norm", "fit_method", "fit_reliable", "spectrum_route", "status", "warning", "message")
 
 #: columns without a value when the power-law fit failed (WeightWatcher writes -1 there)
 FIT_COLUMNS = frozenset({"alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "alpha_weighted",

@@ -209,7 +209,7 @@ class Choice(Constraint):
 class Xmax(Constraint):
     """WeightWatcher's ``xmax``: None, ``'force'`` or an int k (drop the k largest eigenvalues)."""
 
-    text = "None, 'force' or an int (number of top eigenvalues to drop)"
+    text = "None, 'force' or an int"
     metavar = "K|force"
 
     def check(self, value):

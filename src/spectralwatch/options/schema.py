@@ -22,6 +22,8 @@ accepts them.
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import functools
 import inspect
 import textwrap
@@ -49,7 +51,7 @@ from .constraints import (
     Xmax,
 )
 from .layer_filter import LayerFilter
-from .vocabulary import GROUPED_CONV, MP_FIT_METHODS, SVD_METHODS
+from .vocabulary import BOOTSTRAP_METHODS, DISTRIBUTIONS, FIX_FINGERS, GROUPED_CONV, MP_FIT_METHODS, SVD_METHODS, TIES
 
 __all__ = ["Option", "OPTIONS", "ENTRIES", "DEFAULTS", "STAGES", "GROUPS", "WW_KEYWORDS", "options_of",
            "defaults_of", "keyword_values", "numpydoc_table", "document_options", "suggest_keywords", "unknown_keyword_message", "option"]
@@ -127,6 +129,23 @@ def _layers_check(value):
 def _revision_check(value):
     if value is None or (isinstance(value, str) and value.strip() and "\x00" not in value):
         return value
+    raise Rejected()
+
+
+def _fix_fingers_check(value):
+    if value is None or value is False:
+        return None
+    if isinstance(value, str) and value in FIX_FINGERS:
+        return value
+    raise Rejected()
+
+
+def _xmin_rule_check(value):
+    """``fit_power_law(xmin=...)``: a rule name or a number."""
+    if value is None or (isinstance(value, str) and value in ("ks", "hill", "peak")):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
     raise Rejected()
 
 
@@ -212,8 +231,8 @@ _ANALYSIS = (
     Option("xmax", None, Xmax(), "None, 'force' or int",
            "An int k drops the k largest eigenvalues before fitting; 'force' fits up to the largest.", ("fit",),
            "fit"),
-    Option("fix_fingers", None, Choice((None, "xmin_peak", "clip_xmax"), aliases={}, text=(
-        "None, 'xmin_peak' or 'clip_xmax'")), "{None, 'xmin_peak', 'clip_xmax'}",
+    Option("fix_fingers", None, Custom(_fix_fingers_check, "None (or False), 'xmin_peak' or 'clip_xmax'"),
+           "{None, 'xmin_peak', 'clip_xmax'}",
            "Guard against spurious large alphas from finite-size outliers: search xmin near the peak of the ESD "
            "('xmin_peak') or refit without the largest eigenvalues ('clip_xmax').", ("fit",), "fit"),
     Option("xmin_max", None, Real(0.0, open_low=True, allow_none=True), "float, optional",
@@ -367,6 +386,39 @@ _OWN = {
                "selection"),
     ),
 }
+_OWN["fit_power_law"] = (
+    Option("xmin", None, Custom(_xmin_rule_check, "None, 'ks', 'hill' or a finite number > 0"),
+           "None, 'ks', 'hill' or float",
+           "How the lower cut-off is chosen: None or 'ks', the Kolmogorov-Smirnov scan of Clauset, Shalizi & "
+           "Newman (SIAM Review 2009) over every candidate; 'hill', the median value with the Hill estimate on "
+           "the top half (TempBalance's PL_Alpha_Hill); a number, that xmin, fixed. ('peak' is a deprecated "
+           "spelling of fix_fingers='xmin_peak'.)", (), "statistics"),
+    OPTIONS["xmin_range"], OPTIONS["xmax"],
+    Option("distribution", "power_law", Choice(DISTRIBUTIONS), "str",
+           "'power_law', or a law fitted by maximum likelihood to the tail with its own KS choice of xmin, kept "
+           "in PowerLawFit.tail: 'truncated_power_law', 'lognormal', 'exponential', 'stretched_exponential'.",
+           (), "statistics"),
+    OPTIONS["rng"],
+    Option("bootstrap", 0, Count(), "int", "Replicates of a bootstrap confidence interval of alpha "
+           "(PowerLawFit.ci); 0: none.", (), "statistics"),
+    Option("gof_samples", 0, Count(), "int", "Synthetic samples of the goodness-of-fit p-value (PowerLawFit.gof); "
+           "0: none.", (), "statistics"),
+    OPTIONS["ci_level"],
+    Option("ci_method", "auto", Choice(BOOTSTRAP_METHODS), "{'auto', 'percentile', 'parametric'}",
+           "The bootstrap interval: percentile, parametric (synthetic tails of the fitted law), or 'auto' "
+           "(parametric below 300 tail values, where the percentile interval covers too little).", (),
+           "statistics"),
+    Option("ties", "merge", Choice(TIES), "{'merge', 'reference'}",
+           "'merge': tied values form one candidate and one step of the empirical CDF (Clauset et al., the "
+           "powerlaw package); 'reference': every sorted position is a candidate (WeightWatcher).", (),
+           "statistics"),
+    OPTIONS["fix_fingers"], OPTIONS["xmin_max"], OPTIONS["max_fingers"], OPTIONS["finger_thresh"],
+    Option("thresh", None, Real(0.0, allow_none=True, text="None (relative to the largest value) or a finite "
+                                                       "number >= 0"), "float or None",
+           "Only values above it are fitted; None: 1e-12 times the largest value, so that the fit of c * evals "
+           "is that of evals for any c > 0 (analyze uses WeightWatcher's absolute 1e-5 on eigenvalues).", (),
+           "statistics"),
+)
 _OWN["svd_sharpness"] = tuple(o for o in _OWN["svd_smoothing"] if o.name in ("mp_fit_method", "out", "inplace"))
 _ALL_ANALYSIS = tuple(o.name for o in _ANALYSIS)
 
@@ -383,6 +435,7 @@ ENTRIES: dict = {
     "svd_sharpness": _pick("layers", "min_evals", "max_evals", "max_N", "pool", "start_ids") + _OWN["svd_sharpness"][:1]
     + _pick("rng") + _OWN["svd_sharpness"][1:],
     "get_ESD": _pick("pool", "conv2d_norm", "start_ids", "svd_method", "rng"),
+    "fit_power_law": _OWN["fit_power_law"],
 }
 
 

@@ -77,7 +77,7 @@ def _xmin_rule(v: dict, func: str) -> None:
     method, xmin = v["xmin_method"], v["xmin"]
     if method == "peak":
         warnings.warn("xmin_method='peak' is deprecated: it is fix_fingers='xmin_peak' (WeightWatcher's name), "
-                      "which spectralwatch keeps as the one spelling", FutureWarning, stacklevel=4)
+                      "which spectralwatch keeps as the one spelling", FutureWarning, stacklevel=5)
         if v["fix_fingers"] not in (None, "xmin_peak"):
             raise bad_value("fix_fingers", func, "None or 'xmin_peak' with xmin_method='peak'", v["fix_fingers"])
         v["fix_fingers"], method = "xmin_peak", "ks"
@@ -118,5 +118,25 @@ def _block_pools(v: dict, func: str) -> None:
                         "blocks of every kernel position)", "block")
 
 
+def _fitter_xmin(v: dict, func: str) -> None:
+    """``fit_power_law``: ``xmin``, ``xmin_range`` and ``fix_fingers`` agree ('ks' is None, 'peak' is
+    the deprecated spelling of ``fix_fingers='xmin_peak'``)."""
+    if "ties" not in v:  # only fit_power_law has it
+        return
+    if v["xmin"] == "ks":
+        v["xmin"] = None
+    if v["xmin"] == "peak":
+        warnings.warn("xmin='peak' is deprecated: it is fix_fingers='xmin_peak' (WeightWatcher's name), which "
+                      "spectralwatch keeps as the one spelling", FutureWarning, stacklevel=5)
+        if v["fix_fingers"] not in (None, "xmin_peak"):
+            raise bad_value("fix_fingers", func, "None or 'xmin_peak' with xmin='peak'", v["fix_fingers"])
+        v["xmin"], v["fix_fingers"] = None, "xmin_peak"
+    if v["xmin_range"] is not None and v["xmin"] is not None:
+        raise bad_value("xmin_range", func, "None unless xmin is None or 'ks' (it bounds the KS scan)",
+                        v["xmin_range"])
+    if (v["xmin"] is not None or v["xmin_range"] is not None) and v["fix_fingers"] is not None:
+        raise bad_value("fix_fingers", func, "None when xmin or xmin_range is given", v["fix_fingers"])
+
+
 #: the rules, in the order they apply
-RULES = (_fit_law, _xmin_rule, _fit_quality, _one_walk, _block_pools)
+RULES = (_fit_law, _xmin_rule, _fitter_xmin, _fit_quality, _one_walk, _block_pools)

@@ -7,7 +7,7 @@ layers with them) and the maths (which branches on them), so they live here, bel
 from __future__ import annotations
 
 __all__ = ["LAYER_TYPES", "ANALYSABLE_TYPES", "CONV_TYPES", "GROUPED_CONV", "MP_FIT_METHODS", "XMIN_METHODS",
-           "FIX_FINGERS", "SVD_METHODS", "FITS"]
+           "FIX_FINGERS", "SVD_METHODS", "FITS", "DISTRIBUTIONS", "TIES", "BOOTSTRAP_METHODS"]
 
 #: every value the ``layer_type`` column can take
 LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "conv3d", "conv_transpose", "lstm", "gru", "rnn",
@@ -29,3 +29,10 @@ FIX_FINGERS = ("xmin_peak", "clip_xmax")
 SVD_METHODS = ("auto", "gram", "svd")
 #: the tail laws of ``analyze(fit=...)``, by WeightWatcher's names, and what each means here
 FITS = {"PL": "power_law", "TPL": "truncated_power_law", "E_TPL": "truncated_power_law"}
+#: the laws ``fit_power_law(distribution=...)`` fits to the tail
+DISTRIBUTIONS = ("power_law", "truncated_power_law", "lognormal", "exponential", "stretched_exponential")
+#: how tied values are handled by the KS scan: every sorted position a candidate (WeightWatcher), or
+#: one candidate and one step of the empirical CDF per distinct value (Clauset et al.)
+TIES = ("reference", "merge")
+#: the bootstrap intervals of alpha
+BOOTSTRAP_METHODS = ("auto", "percentile", "parametric")

@@ -226,7 +226,7 @@ def _preload_tail_laws() -> None:
     forked workers inherit them instead of each importing scipy.optimize again."""
     import scipy.optimize  # noqa: F401
 
-    from ..core.fit import laws, stats  # noqa: F401
+    from ..core.fit import comparison, laws, uncertainty  # noqa: F401
 
 
 def _walk(model, options: Options, *, progress=False, workers=None, executor=None, done=None, state=None):

@@ -15,6 +15,7 @@ import numpy as np
 
 from .analyses import LayerContext, extra_columns
 from ..core.fit.powerlaw import PowerLawFit, fit_checked
+from ..core.fit.quality import reliable_fit
 from .stats_columns import fit_kwargs
 from ..core.matrices import LayerMatrices, NonFiniteWeightsError, layer_matrices, matrix_geometry
 from ..core.metrics import alpha_metrics, spectral_metrics
@@ -83,7 +84,7 @@ _FIT_NAN = {"alpha": -1.0, "xmin": -1.0, "xmax": -1.0, "D": -1.0, "sigma": -1.0,
 
 def _failed_row(base: dict, message: str, has_esd: bool = False) -> dict:
     row = dict(base)
-    row.update(has_esd=has_esd, status="failed", warning="", message=message)
+    row.update(has_esd=has_esd, status="failed", warning="", fit_reliable=False, message=message)
     return row
 
 
@@ -114,13 +115,15 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
         metrics = spectral_metrics(evals, sv, mats.N, tolerance=spectrum.tolerance, storage_tol=tol)
         row.update(has_esd=True, **metrics.as_dict())
         if metrics.lambda_max <= 0:
-            row.update(_FIT_NAN, status="failed", warning="", alpha_weighted=np.nan, log_alpha_norm=np.nan,
+            row.update(_FIT_NAN, status="failed", warning="", fit_reliable=False, alpha_weighted=np.nan,
+                       log_alpha_norm=np.nan,
                        message="all eigenvalues are zero (all-zero weights)")
             results.append(LayerResult(row, evals, None))
             continue
         fit = fit_checked(evals, xmax=fitting.xmax, fix_fingers=fitting.fix_fingers,
                           xmin_max=fitting.xmin_max, max_fingers=fitting.max_fingers,
-                          finger_thresh=fitting.finger_thresh, thresh=FIT_THRESHOLD, **fit_kwargs(fitting))
+                          finger_thresh=fitting.finger_thresh, thresh=FIT_THRESHOLD, ties="reference",
+                          **fit_kwargs(fitting))
         row.update(_fit_columns(fit, fitting))
         row.update(alpha_metrics(evals, fit.alpha if fit.status == "success" else -1.0))
         row.update(status=fit.status, warning=fit.warning, message=fit.message, spectrum_route=spec.route)
@@ -128,6 +131,7 @@ def spectrum_rows(base: dict, mats: LayerMatrices, options: Options) -> list[Lay
             from ..core.fit.tpl_columns import tpl_columns
 
             row.update(tpl_columns(evals, fit, fitting))
+        row["fit_reliable"] = reliable_fit(row["status"], evals.size)
         ctx = LayerContext(stack=stack, eval_scale=mats.eval_scale, evals=evals, fit=fit, row=dict(row),
                            options=options.analyses, layer_id=base["layer_id"], slice_id=slice_id or 0,
                            weights=not (options.matrices.inverse or base.get("Xflag")))

@@ -3,8 +3,9 @@ r"""The columns of the fit statistics of one layer, and of FARMS (options of :fu
 Options (all off by default: the default table and summary are WeightWatcher's):
 
 ========================  =================================================================
-``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``) and
-                          ``xmin_stability``, :func:`spectralwatch.stats.bootstrap_alpha`
+``bootstrap=N``           bootstrap CI of alpha (``alpha_ci_low``, ``alpha_ci_high``, ``alpha_ci_method``:
+                          ``'parametric'`` below 300 tail values, else ``'percentile'``) and
+                          ``xmin_stability``, :func:`spectralwatch.core.fit.uncertainty.bootstrap_alpha`
 ``ci_level=0.9``          coverage of that interval
 ``gof_samples=N``         goodness-of-fit p-value ``gof_p`` (Clauset et al. 2009, section 4.1)
 ``compare_tails=True``    likelihood-ratio tests against lognormal, exponential, stretched
@@ -46,23 +47,19 @@ def fit_kwargs(config) -> dict:
 # --------------------------------------------------------------------------------------------
 # columns of one layer
 # --------------------------------------------------------------------------------------------
-_CI_NAN = {"alpha_ci_low": math.nan, "alpha_ci_high": math.nan, "xmin_stability": math.nan}
+_CI_NAN = {"alpha_ci_low": math.nan, "alpha_ci_high": math.nan, "xmin_stability": math.nan, "alpha_ci_method": ""}
 
 
 def stats_columns(ctx) -> dict:
     """The statistics columns of one analysed matrix group (see the module docstring).
 
-    The objects behind them (:class:`~spectralwatch.stats.AlphaBootstrap`,
-    :class:`~spectralwatch.stats.GoodnessOfFit`, :class:`~spectralwatch.stats.TailComparison`)
+    The objects behind them (:class:`~spectralwatch.core.fit.uncertainty.AlphaBootstrap`,
+    :class:`~spectralwatch.core.fit.uncertainty.GoodnessOfFit`, :class:`~spectralwatch.core.fit.comparison.TailComparison`)
     travel in the row's private ``_stats`` entry, read by ``Report.get_statistics(layer)``.
     """
-    from ..core.fit.stats import (
-        ALTERNATIVES,
-        bootstrap_alpha,
-        compare_tails,
-        fit_quality,
-        goodness_of_fit,
-    )
+    from ..core.fit.comparison import ALTERNATIVES, compare_tails
+    from ..core.fit.quality import fit_quality
+    from ..core.fit.uncertainty import bootstrap_alpha, goodness_of_fit
 
     o, fit = ctx.options, ctx.fit
     ok = fit is not None and getattr(fit, "status", "") == "success"
@@ -71,7 +68,8 @@ def stats_columns(ctx) -> dict:
     if o.bootstrap:
         boot = bootstrap_alpha(fit, o.bootstrap, ctx.rng, level=o.ci_level) if ok else None
         cols.update(_CI_NAN if boot is None else {"alpha_ci_low": boot.low, "alpha_ci_high": boot.high,
-                                                  "xmin_stability": boot.xmin_stability})
+                                                  "xmin_stability": boot.xmin_stability,
+                                                  "alpha_ci_method": boot.method})
         objects["bootstrap"] = boot
     if o.gof_samples:
         gof = goodness_of_fit(fit, o.gof_samples, ctx.rng) if ok else None
@@ -101,7 +99,7 @@ def stats_columns(ctx) -> dict:
 def _farms_columns(ctx) -> dict:
     evals, windows = farms_spectrum(ctx.stack, ctx.options.farms_q)
     evals = evals * ctx.eval_scale
-    fit = fit_checked(evals, thresh=1e-5, **fit_kwargs(ctx.options))
+    fit = fit_checked(evals, thresh=1e-5, ties="reference", **fit_kwargs(ctx.options))
     good = fit.status == "success"
     return {"farms_alpha": fit.alpha if good else math.nan, "farms_xmin": fit.xmin if good else math.nan,
             "farms_D": fit.D if good else math.nan, "farms_n_tail": fit.n_tail, "farms_windows": windows,

@@ -18,10 +18,11 @@ import numpy as np
 
 from ..core.columns import FIT_COLUMNS, HTML_COLUMNS
 from .text import fmt_value
+from .wording import UNRELIABLE_WHY, alpha_reading, fit_reliable, mean_alpha_sentence
 
 __all__ = ["report_html", "reading", "tail_class", "summary_cards", "layer_table", "row_class"]
 
-_CARDS = (("alpha", "mean α", "power-law exponent of the ESD tail; 2-6 is well trained, near 2 best"),
+_CARDS = (("alpha", "mean α", "power-law exponent of the ESD tail; HTSR's range for trained layers is 2-6"),
           ("alpha_weighted", "mean α̂", "alpha_weighted = α·log10 λmax; compares models of different depth"),
           ("log_spectral_norm", "log spectral norm", "mean log10 of the largest eigenvalue"),
           ("log_norm", "log Frobenius norm", "mean log10 of the squared Frobenius norm"),
@@ -29,22 +30,16 @@ _CARDS = (("alpha", "mean α", "power-law exponent of the ESD tail; 2-6 is well 
           ("stable_rank", "stable rank", "mean ‖W‖²_F / ‖W‖²₂"))
 
 
-def tail_class(alpha) -> tuple[str, str]:
-    """(css class, words) for one layer's alpha: the HTSR reading of its tail.
+def tail_class(alpha, reliable: bool = True) -> tuple[str, str]:
+    """(css class, words) for one alpha: :func:`spectralwatch.render.wording.alpha_reading`, the
+    terminal's words too."""
+    r = alpha_reading(alpha, reliable=reliable)
+    return r.key, r.text
 
-    Martin & Mahoney, JMLR 22 (2021): alpha < 2 very heavy tail (over-fitting risk), 2-4 heavy
-    tail (strong correlations: well trained), 4-6 moderately heavy, > 6 close to random
-    (Marchenko-Pastur bulk: little learned).
-    """
-    if alpha is None or not np.isfinite(alpha) or alpha <= 0:
-        return "na", "no fit"
-    if alpha < 2:
-        return "over", "very heavy tail (α < 2): over-fitting risk"
-    if alpha < 4:
-        return "good", "heavy tail (2 ≤ α < 4): well trained"
-    if alpha <= 6:
-        return "fair", "moderately heavy tail (4 ≤ α ≤ 6): trained, room to learn"
-    return "under", "close to random (α > 6): under-trained"
+
+def _row_reading(row):
+    ok = row.get("status") == "success"
+    return alpha_reading(row.get("alpha") if ok else None, reliable=not ok or fit_reliable(row))
 
 
 def _fmt(v) -> str:
@@ -59,19 +54,29 @@ def reading(report) -> list:
     d, s = report.details, report.summary
     out = []
     ok = d[d["status"] == "success"] if "status" in d else d
-    alpha = ok["alpha"].to_numpy(dtype=float) if "alpha" in ok else np.empty(0)
-    alpha = alpha[np.isfinite(alpha)]
+    values = ok["alpha"].to_numpy(dtype=float) if "alpha" in ok else np.empty(0)
+    finite = np.isfinite(values)
+    reliable = np.array([fit_reliable(r) for r in ok.to_dict("records")], dtype=bool) if len(ok) else finite
+    alpha, good = values[finite], values[finite & reliable]
     if alpha.size:
         mean = float(alpha.mean())
-        cls, words = tail_class(mean)
-        out.append(f"The mean α over {alpha.size} fitted layers is <b>{mean:.2f}</b>: on average a "
-                   f"<span class='tag {cls}'>{escape(words)}</span>.")
-        within = int(((alpha >= 2) & (alpha <= 6)).sum())
-        out.append(f"{within} of {alpha.size} layers ({100 * within / alpha.size:.0f}%) are in the well-trained "
-                   f"range 2 ≤ α ≤ 6; {int((alpha < 2).sum())} are below 2 (over-trained: the tail is so heavy "
-                   f"that the layer may have memorised), {int((alpha > 6).sum())} above 6 (under-trained: the "
-                   f"spectrum is still close to that of a random matrix).")
-        worst = ok.assign(_dist=np.abs(ok["alpha"].astype(float) - 3.0)).nlargest(3, "_dist")
+        cls = alpha_reading(mean).key
+        out.append(f"Over {alpha.size} fitted layers, <span class='tag {cls}'>{escape(mean_alpha_sentence(mean))}"
+                   f"</span>.")
+        within = int(((good >= 2) & (good <= 6)).sum())
+        if good.size:
+            out.append(f"{within} of {good.size} reliably fitted layers ({100 * within / good.size:.0f}%) are in "
+                       f"HTSR's range for trained layers, 2 ≤ α ≤ 6; {int((good < 2).sum())} are below 2 (a very "
+                       f"heavy tail: HTSR's over-training warning), {int((good > 6).sum())} above 6 (close to a "
+                       f"random matrix: HTSR's under-training warning).")
+        shaky = int(alpha.size - good.size)
+        if shaky:
+            out.append(f"{shaky} layers were fitted on too few eigenvalues ({UNRELIABLE_WHY}): their α is "
+                       f"unreliable and they are not counted as over- or "
+                       f"under-trained (their <code>warning</code> column keeps WeightWatcher's value, and they are "
+                       f"in the means, which are WeightWatcher's).")
+        worst = ok[finite & reliable]
+        worst = worst.assign(_dist=np.abs(worst["alpha"].astype(float) - 3.0)).nlargest(3, "_dist")
         names = ", ".join(f"{escape(str(r['name']))} (α {r['alpha']:.2f})" for _, r in worst.iterrows()
                           if r["alpha"] < 2 or r["alpha"] > 6)
         if names:
@@ -115,17 +120,24 @@ def summary_cards(report) -> str:
                          f"<div class='v'>{_fmt(s[key])}</div><div class='h'>{escape(help_)}</div></div>")
     d = report.details
     if "warning" in d:
-        over, under = int((d["warning"] == "over-trained").sum()), int((d["warning"] == "under-trained").sum())
+        rows = d.to_dict("records")
+        reliable = [fit_reliable(r) for r in rows]
+        over = sum(ok and r.get("warning") == "over-trained" for r, ok in zip(rows, reliable))
+        under = sum(ok and r.get("warning") == "under-trained" for r, ok in zip(rows, reliable))
+        shaky = sum(r.get("status") == "success" and not ok for r, ok in zip(rows, reliable))
+        note = f"; {shaky} unreliable fits (too few eigenvalues) not counted" if shaky else ""
         cards.append(f"<div class='card {'over' if over + under else 'good'}'><div class='k'>flagged layers</div>"
                      f"<div class='v'>{over + under}</div><div class='h'>{over} over-trained (α &lt; 2), "
-                     f"{under} under-trained (α &gt; 6)</div></div>")
+                     f"{under} under-trained (α &gt; 6){note}</div></div>")
     return "<div class='cards'>" + "".join(cards) + "</div>"
 
 
 def row_class(row) -> str:
-    """The CSS class of a layer's row: ``'failed'``, ``'over'`` (over-trained), ``'under'`` or ``''``."""
+    """The CSS class of a layer's row: ``'failed'``, ``'unreliable'`` (``fit_reliable`` false), ``'over'`` (over-trained), ``'under'`` or ``''``."""
     if row.get("status") == "failed":
         return "failed"
+    if not fit_reliable(row):
+        return "unreliable"
     w = row.get("warning", "")
     return {"over-trained": "over", "under-trained": "under"}.get(w, "")
 
@@ -155,9 +167,10 @@ def layer_table(report, *, interactive: bool = True, max_rows: int | None = None
                 text = f"<a href='#layer-{_anchor(row)}'>{text}</a>"
             attr = f" data-v='{float(v)!r}'" if num and math.isfinite(float(v)) else ""
             cells.append(f"<td{attr}{' class=num' if num else ''}>{text}</td>")
-        cls, words = tail_class(row.get("alpha") if row.get("status") == "success" else None)
-        cells.append(f"<td><span class='tag {cls}'>{escape(words.split(':')[0])}</span></td>")
-        body.append(f"<tr class='{row_class(row)}' data-warning='{escape(str(row.get('warning', '')))}' "
+        r = _row_reading(row)
+        cells.append(f"<td><span class='tag {r.key}' title='{escape(r.meaning)}'>{escape(r.label)}</span></td>")
+        shown = "unreliable" if row_class(row) == "unreliable" else str(row.get("warning", ""))
+        body.append(f"<tr class='{row_class(row)}' data-warning='{escape(shown)}' "
                     f"data-status='{escape(str(row.get('status', '')))}'>{''.join(cells)}</tr>")
     ident = " id='layers'" if interactive else " class='layers'"
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -188,12 +201,18 @@ def _layer_sections(report, canvas, limit: int) -> str:
         out.append(f"<figure id='layer-{_anchor(row)}' class='layer {cls}'><img alt='ESD of layer "
                    f"{escape(str(row['layer_id']))}' src='{_png(draw, canvas, 'esd')}'>"
                    f"<figcaption>{escape(str(row.get('longname') or row.get('name')))} — "
-                   f"<span class='tag {tail_class(row.get('alpha') if row.get('status') == 'success' else None)[0]}'>"
-                   f"{escape(str(row.get('warning') or row.get('status') or ''))}</span> {note}</figcaption></figure>")
+                   f"<span class='tag {_row_reading(row).key}'>"
+                   f"{escape(_caption_word(row))}</span> {note}</figcaption></figure>")
     if len(rows) > limit:
         out.append(f"<p class='note'>Figures of the first {limit} of {len(rows)} layers are shown "
                    f"(<code>layer_figures=</code> changes the limit).</p>")
     return "<div class='layers'>" + "".join(out) + "</div>"
+
+
+def _caption_word(row) -> str:
+    if row.get("status") == "success" and not fit_reliable(row):
+        return "unreliable fit"
+    return str(row.get("warning") or row.get("status") or "")
 
 
 def _model_figures(report, canvas) -> str:
@@ -264,10 +283,11 @@ def report_html(report, *, title=None, figures=True, layer_figures=300) -> str:
 <div class="controls"><input id="filter" type="search" placeholder="filter: any text in a row (name, type...)">
 <select id="show"><option value="all">all layers</option><option value="flagged">flagged only</option>
 <option value="over-trained">over-trained (α &lt; 2)</option><option value="under-trained">under-trained (α &gt; 6)</option>
+<option value="unreliable">unreliable fits (too few eigenvalues)</option>
 <option value="failed">failed fits</option></select> <span id="count"></span></div>
 <p class="note">Click a column header to sort (again to reverse); click a name to see its ESD.
 Rows: <span class="tag over">over-trained</span> <span class="tag under">under-trained</span>
-<span class="tag na">failed</span>.</p>
+<span class="tag unreliable">unreliable fit (too few eigenvalues)</span> <span class="tag na">failed</span>.</p>
 <div class="scroll">{layer_table(report)}</div>
 {layers_html}
 <h2>Skipped layers</h2>{_skipped(report)}
@@ -278,7 +298,11 @@ Rows: <span class="tag over">over-trained</span> <span class="tag under">under-t
 
 _GLOSSARY = """<dl class="glossary">
 <dt>alpha</dt><dd>exponent of the power law fitted to the tail of the eigenvalue spectrum (ESD) of WᵀW,
-ρ(λ) ~ λ^-α for λ ≥ xmin. 2 ≤ α ≤ 6: well trained (near 2 best); α &lt; 2: over-trained; α &gt; 6: under-trained.</dd>
+ρ(λ) ~ λ^-α for λ ≥ xmin. HTSR's reading: 2 ≤ α ≤ 6 is the range of trained layers (2-4 heavy, 4-6 moderately
+heavy tail); α &lt; 2 its over-training warning; α &gt; 6 close to a random matrix, its under-training warning.
+A heuristic, not a measurement of accuracy.</dd>
+<dt>fit_reliable</dt><dd>false when the layer has fewer than 50 eigenvalues: its α cannot be read, and the
+row is shown as an unreliable fit whatever its <code>warning</code>.</dd>
 <dt>alpha_weighted</dt><dd>α · log10 λmax (α̂): weights α by the scale of the layer; its mean compares models.</dd>
 <dt>D, sigma, xmin</dt><dd>Kolmogorov-Smirnov distance of the fit (small is good), standard error of α, start of the fitted tail.</dd>
 <dt>num_pl_spikes</dt><dd>eigenvalues in the fitted tail (λ ≥ xmin).</dd>

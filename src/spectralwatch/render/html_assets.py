@@ -34,7 +34,7 @@ h2 { font-size:17px; margin:28px 0 10px; border-bottom:1px solid var(--line); pa
 .tag { display:inline-block; padding:0 7px; border-radius:9px; font-size:12px; background:#e8edf3; white-space:nowrap; }
 .tag.good { background:#dff3ea; color:var(--good); } .tag.fair { background:#fbf1cf; color:var(--fair); }
 .tag.over { background:#fbe0dc; color:var(--over); } .tag.under { background:#fde8cf; color:var(--under); }
-.tag.na { background:#ececec; color:var(--na); }
+.tag.na { background:#ececec; color:var(--na); } .tag.unreliable { background:#ececec; color:var(--na); font-style:italic; }
 .model-figs { display:flex; flex-wrap:wrap; gap:10px; }
 .model-figs img, .layer img { background:#fff; border:1px solid var(--line); border-radius:4px; max-width:100%; }
 .controls { display:flex; gap:10px; align-items:center; margin:8px 0; }
@@ -52,6 +52,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 #layers thead th[aria-sort=descending]::after { content:" \\25BC"; font-size:10px; }
 tr.over td { background:""" + PALETTE["over_row"] + """; } tr.under td { background:""" + PALETTE["under_row"] + """; }
 tr.failed td { color:var(--na); background:""" + PALETTE["na_row"] + """; }
+tr.unreliable td { color:var(--na); }
 tr:hover td { background:#eaf2fb; }
 td a { color:var(--blue); text-decoration:none; }
 .layers { display:grid; grid-template-columns:repeat(auto-fill, minmax(470px, 1fr)); gap:12px; }
@@ -134,7 +135,7 @@ JS = """
     var w = row.getAttribute("data-warning"), s = row.getAttribute("data-status");
     if (mode === "flagged" && !w) { return false; }
     if (mode === "failed" && s !== "failed") { return false; }
-    if ((mode === "over-trained" || mode === "under-trained") && w !== mode) { return false; }
+    if ((mode === "over-trained" || mode === "under-trained" || mode === "unreliable") && w !== mode) { return false; }
     return !text || row.textContent.toLowerCase().indexOf(text) >= 0;
   }
 

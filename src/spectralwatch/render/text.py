@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.columns import FIT_COLUMNS
 from .safe_text import markdown_text, term_text
+from .wording import TERMINAL_STYLE, alpha_reading, fit_reliable, mean_alpha_sentence
 
 __all__ = ["use_color", "render_table", "render_markdown", "summary_panel", "summary_lines", "failure_line",
            "fmt_value", "verdict", "phase_lines"]
@@ -65,20 +66,37 @@ def _clip(text: str, width: int) -> str:
 def _row_style(row: dict) -> str | None:
     if row.get("status") == "failed":
         return _ROW_STYLE["failed"]
+    if not fit_reliable(row):  # too few eigenvalues: not an over- or under-training signal
+        return TERMINAL_STYLE["unreliable"]
     return _ROW_STYLE.get(row.get("warning") or "")
+
+
+#: the text of the warning cell of a row whose fit is unreliable (the column keeps the reference's value)
+UNRELIABLE_CELL = "unreliable fit"
+
+
+def _cell(row: dict, full: dict, col: str):
+    """The value shown in a cell: none for the fit columns of a failed row; for an unreliable fit,
+    ``'unreliable fit'`` in the warning cell instead of the reference's over/under-trained."""
+    if full.get("status") == "failed" and col in FIT_COLUMNS:
+        return None
+    if col == "warning" and full.get("status") == "success" and not fit_reliable(full):
+        return UNRELIABLE_CELL
+    return row[col]
 
 
 def render_table(frame, columns, *, color=False, max_width=48) -> str:
     """An aligned text table of ``frame[columns]``; rows coloured by warning when ``color``.
 
     Numbers are right-aligned, text left-aligned; long names are shortened from the left
-    (the end of a layer path is the informative part). ``alpha`` is green inside [2, 6].
+    (the end of a layer path is the informative part). ``alpha`` is green inside [2, 6]. A row
+    whose fit rests on too few eigenvalues (``fit_reliable`` false) is dim, and its warning cell
+    says ``unreliable fit`` rather than the reference's ``over-trained`` / ``under-trained``.
     """
     cols = [c for c in columns if c in frame.columns]
     rows = frame[cols].to_dict("records") if len(frame) else []
     full = frame.to_dict("records") if len(frame) else []
-    cells = [[_clip(fmt_value(None if f.get("status") == "failed" and c in FIT_COLUMNS else r[c]), max_width)
-              for c in cols] for r, f in zip(rows, full)]
+    cells = [[_clip(fmt_value(_cell(r, f, c)), max_width) for c in cols] for r, f in zip(rows, full)]
     numeric = [frame[c].dtype.kind in "iuf" for c in cols]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
 
@@ -114,12 +132,9 @@ def render_markdown(frame, columns=None) -> str:
 
 
 def verdict(alpha: float) -> str:
-    """The reading of a mean alpha, in words."""
-    if alpha < 2:
-        return "below 2: layers look over-fitted (over-trained)"
-    if alpha <= 6:
-        return "in [2, 6]: the well-trained range (near 2 is best)"
-    return "above 6: layers look under-trained"
+    """The reading of a mean alpha, in words (:func:`spectralwatch.render.wording.alpha_reading`, the
+    same words as the HTML report's)."""
+    return alpha_reading(alpha).text
 
 
 def failure_line(counts: dict) -> str:
@@ -130,8 +145,9 @@ def failure_line(counts: dict) -> str:
     return f"{sum(counts.values())} failed: " + ", ".join(f"{n} {cls}" for cls, n in counts.items())
 
 
-def summary_lines(report) -> list:
-    """The summary of one report as plain lines (counts, means, the verdict, flagged layers)."""
+def summary_lines(report, *, unicode: bool = True) -> list:
+    """The summary of one report as plain lines (counts, means, the verdict, flagged layers, layers
+    whose fit is unreliable); ``unicode=False`` writes alpha and <= in ASCII."""
     s = report.summary
     lines = [f"{report.num_layers} layers analysed"
              + (f", {report.num_failed} failed" if report.num_failed else "")
@@ -142,13 +158,23 @@ def summary_lines(report) -> list:
         lines.append(f"{key:<18} {value: .4f}")
     alpha = s.get("alpha")
     if alpha is not None and alpha == alpha:
-        lines.append(f"mean alpha {alpha:.2f} is {verdict(alpha)}")
+        lines.append(mean_alpha_sentence(alpha, unicode=unicode))
         d = report.details
-        flagged = d[d["warning"].isin(["over-trained", "under-trained"])] if "warning" in d else d.iloc[:0]
-        if len(flagged):
-            names = ", ".join(f"{term_text(r.name)} ({r.warning})" for r in flagged.head(6).itertuples())
+        records = d.to_dict("records") if len(d) else []
+        reliable = [fit_reliable(r) for r in records]
+        shaky = [r for r, ok in zip(records, reliable) if r.get("status") == "success" and not ok]
+        flagged = [r for r, ok in zip(records, reliable)
+                   if ok and r.get("warning") in ("over-trained", "under-trained")]
+        if flagged:
+            names = ", ".join(f"{term_text(r['name'])} ({r['warning']})" for r in flagged[:6])
             noun = "layer" if len(flagged) == 1 else "layers"
             lines.append(f"{len(flagged)} {noun} flagged: {names}" + (" ..." if len(flagged) > 6 else ""))
+        if shaky:
+            good = [float(r["alpha"]) for r, ok in zip(records, reliable) if ok]
+            noun = "layer" if len(shaky) == 1 else "layers"
+            mean = f"; mean alpha without them {np.mean(good):.2f}" if good else ""
+            lines.append(f"{len(shaky)} {noun} fitted on too few eigenvalues: alpha unreliable, not flagged "
+                         f"(in the means{mean})")
     lines.extend(phase_lines(report.details))
     return lines
 
@@ -166,7 +192,7 @@ def phase_lines(details, limit: int = 6) -> list:
             lines.append(f"{len(noted)} phase label(s) may mislead (phase_note):")
             for r in noted.head(limit).itertuples():
                 note = r.phase_note if len(r.phase_note) <= 80 else r.phase_note[:77] + "..."
-                lines.append(f"  {r.name} ({r.phase or 'no phase'}): {note}")
+                lines.append(f"  {term_text(r.name)} ({r.phase or 'no phase'}): {term_text(note)}")
             if len(noted) > limit:
                 lines.append(f"  ... and {len(noted) - limit} more")
     return lines
@@ -174,7 +200,7 @@ def phase_lines(details, limit: int = 6) -> list:
 
 def summary_panel(report, *, title: str, color=False, unicode=True) -> str:
     """The summary in a box (``+--+`` corners when the stream cannot print box-drawing characters)."""
-    lines = summary_lines(report)
+    lines = summary_lines(report, unicode=unicode)
     title = term_text(title)
     width = min(110, max(len(title) + 4, *(len(x) for x in lines)) + 2)
     h, v, tl, tr, bl, br = ("─", "│", "┌", "┐", "└", "┘") if unicode else ("-", "|", "+", "+", "+", "+")
@@ -184,9 +210,11 @@ def summary_panel(report, *, title: str, color=False, unicode=True) -> str:
         body = _clip(text, width - 2).ljust(width - 2)
         style = None
         if text.startswith("mean alpha"):
-            style = "green" if "well-trained" in text else ("red" if "over" in text else "yellow")
+            style = TERMINAL_STYLE[alpha_reading(report.summary.get("alpha")).key]
         elif "flagged" in text:
             style = "yellow"
+        elif "unreliable" in text:
+            style = "dim"
         out.append(f"{v} {paint(body, style, color)} {v}")
     out.append(f"{bl}" + h * (width) + br)
     return "\n".join(out)

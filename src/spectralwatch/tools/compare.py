@@ -14,9 +14,14 @@ data", Nature Communications 12, 4122 (2021), Table 1: the least-squares line
 :math:`\text{acc} \approx a\,m + b` of accuracy against the model-level metric :math:`m`, its
 root-mean-square error :math:`\sqrt{\tfrac1n\sum (\text{acc}_i - a m_i - b)^2}`, its coefficient
 of determination :math:`R^2 = 1 - SS_{res}/SS_{tot}`, and Kendall's rank correlation
-:math:`\tau` (the tau-b variant, which accounts for ties) between metric and accuracy. A good
-metric has a small RMSE, an :math:`R^2` near 1 and :math:`|\tau|` near 1 (negative: smaller metric,
-better model).
+:math:`\tau` (the tau-b variant, which accounts for ties) between metric and accuracy, with its
+two-sided p-value (exact for small samples without ties).
+
+A metric supports the theory only when its correlation has the sign HTSR predicts
+(:data:`HTSR_SIGN`: for every default metric, smaller is better, so :math:`\tau < 0`); a strong
+correlation of the other sign contradicts it, and is reported as such. With fewer than
+:data:`MIN_MODELS` models no rank correlation can be significant (on 3 models even
+:math:`|\tau| = 1` has an exact p of 1/3), and the comparison says so.
 """
 
 from __future__ import annotations
@@ -33,11 +38,17 @@ from ..options import Options, document_options, keyword_values, suggest_keyword
 from ..pipeline.analyze import run
 from ..results.report import Report
 
-__all__ = ["compare", "Comparison", "MetricFit", "fit_metric", "COMPARE_METRICS", "plot_metric_vs_accuracy",
-           "plot_alpha_curves", "save_comparison_figures"]
+__all__ = ["compare", "Comparison", "MetricFit", "fit_metric", "COMPARE_METRICS", "HTSR_SIGN", "MIN_MODELS", "format_p",
+           "plot_metric_vs_accuracy", "plot_alpha_curves", "save_comparison_figures"]
 
 #: model-level metrics compared by default (Martin, Peng & Mahoney 2021, Table 1, plus alpha)
 COMPARE_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
+#: the sign of the correlation with accuracy that HTSR predicts: -1 = smaller is better (Martin &
+#: Mahoney, JMLR 2021; Martin, Peng & Mahoney, Nat. Commun. 2021); a metric not listed has no prediction
+HTSR_SIGN = {"alpha": -1, "alpha_weighted": -1, "log_alpha_norm": -1, "log_spectral_norm": -1, "log_norm": -1}
+#: below this many models a Kendall tau cannot reach p < 0.05 (n = 4: the exact two-sided p of
+#: tau = +-1 is 1/12 = 0.083), and the comparison warns
+MIN_MODELS = 5
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,13 @@ class MetricFit:
         Kendall's tau-b between the metric and the accuracy (NaN when either is constant).
     n : int
         Number of models in the fit.
+    kendall_p : float
+        Two-sided p-value of ``kendall_tau`` under independence: exact (the permutation
+        distribution) without ties up to 33 models, else the normal approximation with the
+        tie-corrected variance (``scipy.stats.kendalltau``).
+    predicted_sign : int
+        The sign of the correlation HTSR predicts (:data:`HTSR_SIGN`): -1 (smaller is better),
+        +1, or 0 when the theory makes no prediction for this metric.
     """
 
     metric: str
@@ -66,6 +84,28 @@ class MetricFit:
     r2: float
     kendall_tau: float
     n: int
+    kendall_p: float = math.nan
+    predicted_sign: int = 0
+
+    @property
+    def agrees(self):
+        """True when tau has the predicted sign, False when the opposite one, None when tau is 0 or
+        NaN or there is no prediction."""
+        if not self.predicted_sign or not (self.kendall_tau == self.kendall_tau) or self.kendall_tau == 0:
+            return None
+        return (self.kendall_tau > 0) == (self.predicted_sign > 0)
+
+    @property
+    def reading(self) -> str:
+        """How the correlation stands against the theory, in words."""
+        if not self.predicted_sign:
+            return "HTSR makes no prediction for this metric"
+        want = "smaller" if self.predicted_sign < 0 else "larger"
+        if self.agrees is None:
+            return f"no rank correlation (HTSR predicts {want} {self.metric} = better)"
+        if self.agrees:
+            return f"the sign HTSR predicts ({want} {self.metric} = better)"
+        return f"OPPOSITE to HTSR's prediction ({want} {self.metric} = better)"
 
     def predict(self, values):
         """Accuracy predicted by the line at metric ``values``."""
@@ -73,11 +113,12 @@ class MetricFit:
 
     def __repr__(self) -> str:
         return (f"MetricFit({self.metric!r}: slope={self.slope:.4g}, intercept={self.intercept:.4g}, "
-                f"rmse={self.rmse:.4g}, r2={self.r2:.4f}, kendall_tau={self.kendall_tau:.4f}, n={self.n})")
+                f"rmse={self.rmse:.4g}, r2={self.r2:.4f}, kendall_tau={self.kendall_tau:.4f}, "
+                f"kendall_p={self.kendall_p:.3g}, n={self.n})")
 
 
 def fit_metric(values, accuracies, *, metric: str = "") -> MetricFit:
-    """Least-squares line, RMSE, R^2 and Kendall tau-b of ``accuracies`` against ``values``.
+    """Least-squares line, RMSE, R^2 and Kendall tau-b (with its p-value) of ``accuracies`` against ``values``.
 
     Parameters
     ----------
@@ -113,8 +154,20 @@ def fit_metric(values, accuracies, *, metric: str = "") -> MetricFit:
     resid = y - (slope * x + intercept)
     ss_res, ss_tot = float(resid @ resid), float(yc @ yc)
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+    tau = _kendall_tau_b(x, y)
     return MetricFit(metric=metric, slope=slope, intercept=intercept, rmse=math.sqrt(ss_res / x.size),
-                     r2=r2, kendall_tau=_kendall_tau_b(x, y), n=int(x.size))
+                     r2=r2, kendall_tau=tau, n=int(x.size), kendall_p=_kendall_p(x, y, tau),
+                     predicted_sign=HTSR_SIGN.get(metric, 0))
+
+
+def _kendall_p(x: np.ndarray, y: np.ndarray, tau: float) -> float:
+    """Two-sided p-value of Kendall's tau-b: ``scipy.stats.kendalltau`` (exact without ties for up to
+    33 values, the tie-corrected normal approximation otherwise)."""
+    if not tau == tau:
+        return math.nan
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(x, y, variant="b", method="auto").pvalue)
 
 
 def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
@@ -139,7 +192,8 @@ class Comparison:
     reports : tuple of Report
     summary : pandas.DataFrame
         One row per model (index: name): the summary metrics, ``num_layers``, ``num_failed``,
-        ``num_flagged`` (layers outside [2, 6]), and ``accuracy`` when given.
+        ``num_flagged`` (reliably fitted layers outside [2, 6]), ``num_unreliable`` (layers fitted on
+        too few eigenvalues: ``fit_reliable`` false), and ``accuracy`` when given.
     fits : tuple of MetricFit
         One per metric, when accuracies were given (empty otherwise).
     metrics : tuple of str
@@ -153,10 +207,15 @@ class Comparison:
         self.metrics = tuple(metrics)
         rows = []
         for name, rep in zip(self.names, self.reports):
-            flagged = int((rep.details["warning"].isin(["over-trained", "under-trained"])).sum()) \
-                if "warning" in rep.details else 0
+            d = rep.details
+            reliable = d["fit_reliable"].fillna(False).astype(bool) if "fit_reliable" in d else \
+                np.ones(len(d), dtype=bool)
+            flagged = int((d["warning"].isin(["over-trained", "under-trained"]) & reliable).sum()) \
+                if "warning" in d else 0
+            unreliable = int(((d["status"] == "success") & ~reliable).sum()) if "status" in d else 0
             row = {"model": name, **{m: rep.summary.get(m, math.nan) for m in self.metrics},
-                   "num_layers": rep.num_layers, "num_failed": rep.num_failed, "num_flagged": flagged}
+                   "num_layers": rep.num_layers, "num_failed": rep.num_failed, "num_flagged": flagged,
+                   "num_unreliable": unreliable}
             rows.append(row)
         self.summary = pd.DataFrame(rows).set_index("model")
         self.accuracies = None if accuracies is None else tuple(float(a) for a in accuracies)
@@ -176,12 +235,32 @@ class Comparison:
         return fits
 
     def fit_table(self):
-        """The fits as a DataFrame (index: metric; slope, intercept, rmse, r2, kendall_tau, n)."""
+        """The fits as a DataFrame (index: metric; slope, intercept, rmse, r2, kendall_tau, n,
+        kendall_p, htsr: the sign the theory predicts, agrees: whether tau has it)."""
         import pandas as pd
 
-        cols = ["slope", "intercept", "rmse", "r2", "kendall_tau", "n"]
-        return pd.DataFrame([{c: getattr(f, c) for c in cols} | {"metric": f.metric} for f in self.fits],
-                            columns=["metric", *cols]).set_index("metric")
+        cols = ["slope", "intercept", "rmse", "r2", "kendall_tau", "n", "kendall_p"]
+        rows = [{c: getattr(f, c) for c in cols} | {"metric": f.metric, "htsr": _prediction(f.predicted_sign),
+                                                    "agrees": _agrees_word(f.agrees)} for f in self.fits]
+        return pd.DataFrame(rows, columns=["metric", *cols, "htsr", "agrees"]).set_index("metric")
+
+    @property
+    def warnings(self) -> list:
+        """What a reader must know before trusting the correlations (empty without accuracies)."""
+        if self.accuracies is None:
+            return []
+        out = []
+        n = len(self.accuracies)
+        if n < MIN_MODELS:
+            out.append(f"only {n} models: no rank correlation can be significant below {MIN_MODELS} models "
+                       f"(with {n}, even a perfect Kendall tau of +-1 has an exact two-sided p of "
+                       f"{_perfect_tau_p(n):.2g}); treat these correlations as anecdotes, not evidence")
+        wrong = [f for f in self.fits if f.agrees is False]
+        if wrong:
+            what = ", ".join(f"{f.metric} (tau {f.kendall_tau:+.2f}, p {format_p(f.kendall_p)})" for f in wrong)
+            out.append(f"{len(wrong)} of {len(self.fits)} metrics rank these models against HTSR's prediction "
+                       f"(smaller is better): {what}")
+        return out
 
     def ranking(self, metric: str = "alpha_weighted") -> list:
         """Model names from predicted best to worst: ascending ``metric`` (smaller is better in HTSR)."""
@@ -206,13 +285,34 @@ class Comparison:
         return {
             "models": [{k: _json_value(v) for k, v in r.items()} for r in summary.to_dict("records")],
             "fits": [{"metric": f.metric, "slope": f.slope, "intercept": f.intercept, "rmse": f.rmse,
-                      "r2": _json_value(f.r2), "kendall_tau": _json_value(f.kendall_tau), "n": f.n}
+                      "r2": _json_value(f.r2), "kendall_tau": _json_value(f.kendall_tau), "n": f.n,
+                      "kendall_p": _json_value(f.kendall_p), "htsr_prediction": _prediction(f.predicted_sign),
+                      "agrees_with_htsr": f.agrees, "reading": f.reading}
                      for f in self.fits],
+            "warnings": self.warnings,
             "alpha_curves": {k: [_json_value(v) for v in a] for k, a in self.alpha_curves().items()},
         }
 
     def __repr__(self) -> str:
         return f"<spectralwatch Comparison of {len(self.names)} models: {', '.join(self.names)}>"
+
+
+def format_p(p: float) -> str:
+    """A p-value for people: two decimals, or two significant digits below 0.01."""
+    return "nan" if not p == p else f"{p:.2f}" if p >= 0.01 else f"{p:.1e}"
+
+
+def _prediction(sign: int) -> str:
+    return "smaller is better" if sign < 0 else "larger is better" if sign > 0 else "none"
+
+
+def _agrees_word(agrees) -> str:
+    return "yes" if agrees else "NO" if agrees is False else "-"
+
+
+def _perfect_tau_p(n: int) -> float:
+    """Exact two-sided p of a perfect rank correlation of ``n`` values: ``2 / n!`` (at most 1)."""
+    return min(1.0, 2.0 / math.factorial(n))
 
 
 def _json_value(v):
@@ -310,7 +410,9 @@ def compare(models, *, names=None, accuracies=None, metrics=COMPARE_METRICS,
 def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighted", *, ax=None, title=None):
     """Accuracy against one metric, one point per model, with the least-squares line.
 
-    The legend gives RMSE, R^2 and Kendall's tau (Martin, Peng & Mahoney 2021, Table 1).
+    The legend gives RMSE, R^2 and Kendall's tau with its p-value (Martin, Peng & Mahoney 2021,
+    Table 1); the title says when tau has the sign opposite to HTSR's prediction and when there are
+    fewer than :data:`MIN_MODELS` models.
 
     Raises
     ------
@@ -336,10 +438,16 @@ def plot_metric_vs_accuracy(comparison: Comparison, metric: str = "alpha_weighte
         ax.annotate(figure_text(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     xs = np.linspace(np.nanmin(x), np.nanmax(x), 50)
     ax.plot(xs, fit.predict(xs), color=COLORS["fit"], linestyle="--",
-            label=f"least squares: RMSE {fit.rmse:.3g}, R² {fit.r2:.3f}, Kendall τ {fit.kendall_tau:.3f}")
+            label=f"least squares: RMSE {fit.rmse:.3g}, R² {fit.r2:.3f}, Kendall τ {fit.kendall_tau:.3f} "
+                  f"(p {format_p(fit.kendall_p)})")
     ax.set_xlabel(figure_text(metric))
     ax.set_ylabel("accuracy")
-    set_title(ax, title, f"accuracy vs {metric} ({fit.n} models)")
+    notes = []
+    if fit.agrees is False:
+        notes.append(f"sign OPPOSITE to HTSR ({_prediction(fit.predicted_sign)})")
+    if fit.n < MIN_MODELS:
+        notes.append(f"only {fit.n} models: not significant")
+    set_title(ax, title, f"accuracy vs {figure_text(metric)} ({fit.n} models)" + ("\n" + "; ".join(notes) if notes else ""))
     add_legend(ax, loc="best")
     return ax
 

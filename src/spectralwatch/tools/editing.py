@@ -153,7 +153,8 @@ def _count(plan, evals: np.ndarray, N: int, M: int, stack, scale: float, rng) ->
     from ..core.fit.powerlaw import fit_power_law
     from ..pipeline.layer import FIT_THRESHOLD
 
-    fit = fit_power_law(evals, thresh=FIT_THRESHOLD, fix_fingers="xmin_peak" if plan.fit == "E_TPL" else None)
+    fit = fit_power_law(evals, thresh=FIT_THRESHOLD, ties="reference",
+                        fix_fingers="xmin_peak" if plan.fit == "E_TPL" else None)
     if fit.status != "success":
         return None, f"power-law fit failed: {fit.message}"
     return int(fit.num_pl_spikes), ""

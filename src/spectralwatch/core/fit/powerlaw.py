@@ -43,9 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's interface (stats.py)
+from .comparison import ALTERNATIVES, compare_tails
+from .ks_scan import (
     SMALL_N_CUTOFF,
-    SMALL_N_MIN_TAIL,
+    batch_scan,
     exact_ks,
     failed_scan,
     log_values,
@@ -56,11 +57,15 @@ from .ks_scan import (  # noqa: F401 - SMALL_N_MIN_TAIL is part of this module's
     scan_ks,
     scan_window,
 )
+from .uncertainty import BOOTSTRAP_METHODS, bootstrap_alpha, goodness_of_fit
 from ...errors import InvalidParameterError
+from ...options import OPTIONS, defaults_of, document_options, keyword_values, suggest_keywords, validate
 
 __all__ = ["fit_checked", "PowerLawFit", "fit_power_law", "set_fit_drawer"]
 
-FIX_FINGERS = (None, False, "xmin_peak", "clip_xmax")
+#: ``thresh=None``: values at or below this fraction of the largest are not fitted (zeros, negative
+#: values, and the round-off of zero eigenvalues computed in float64, ~1e-16-1e-13 of the largest)
+RELATIVE_THRESH = 1e-12
 
 
 # The figure of a fit is drawn by spectralwatch.render (core imports no renderer): `import
@@ -114,7 +119,11 @@ class PowerLawFit:
     distribution : str
         The law of :attr:`tail`.
     tail : TailFit, TruncatedPowerLawFit or None
-        The fit of ``distribution`` to the tail above ``xmin`` (None for the power law itself).
+        The fit of ``distribution`` (None for the power law itself), on the tail above its own
+        ``xmin`` (``tail.xmin``), chosen by that law's KS scan within the same rule (all
+        candidates, or the window); with a fixed ``xmin`` or the ``'hill'`` rule, above ``xmin``.
+    tail_scan : LawScan or None
+        That scan: the law's ``xmin``, its KS distance ``D`` and every candidate's ``Ds``.
     ci : AlphaBootstrap or None
         Bootstrap confidence interval of alpha and xmin stability (``bootstrap=N``).
     gof : GoodnessOfFit or None
@@ -142,6 +151,7 @@ class PowerLawFit:
     ties: str = "reference"
     distribution: str = "power_law"
     tail: object = None
+    tail_scan: object = None
     ci: object = None
     gof: object = None
 
@@ -162,8 +172,6 @@ class PowerLawFit:
             ``.tests[alt]`` is a :class:`~spectralwatch.distributions.LikelihoodRatio`
             (``R > 0`` favours the power law), ``.best`` the best-supported law.
         """
-        from .stats import ALTERNATIVES, compare_tails
-
         if self.status != "success":
             raise ValueError(f"cannot compare a failed fit ({self.message})")
         alts = tuple(ALTERNATIVES) if alternatives is None else (
@@ -205,6 +213,9 @@ class PowerLawFit:
         return (f"PowerLawFit(alpha={self.alpha:.4f}, xmin={self.xmin:.4g}, "
                 f"D={self.D:.4f}, sigma={self.sigma:.4f}, n_tail={self.n_tail}, "
                 f"method={self.method!r}{extra})")
+
+
+DF = defaults_of("fit_power_law")
 
 
 def _failed(method: str, message: str) -> PowerLawFit:
@@ -250,24 +261,6 @@ def _is_real(value) -> bool:
             and bool(np.isfinite(value)))
 
 
-def _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh) -> str:
-    """Validate the options; return the requested method name."""
-    if not (xmax is None or _is_int(xmax) or (isinstance(xmax, str) and xmax == "force")):
-        raise _invalid("xmax", "None, 'force' or an int", xmax)
-    if not (fix_fingers is None or fix_fingers is False
-            or (isinstance(fix_fingers, str) and fix_fingers in FIX_FINGERS)):
-        raise _invalid("fix_fingers", "None, False, 'xmin_peak' or 'clip_xmax'", fix_fingers)
-    if not (xmin_max is None or (_is_real(xmin_max) and xmin_max > 0)):
-        raise _invalid("xmin_max", "None or a finite number > 0", xmin_max)
-    if not (_is_int(max_fingers) and max_fingers >= 0):
-        raise _invalid("max_fingers", "an int >= 0", max_fingers)
-    if not (_is_real(finger_thresh) and finger_thresh >= 0):
-        raise _invalid("finger_thresh", "a finite number >= 0", finger_thresh)
-    if not (_is_real(thresh) and thresh >= 0):
-        raise _invalid("thresh", "a finite number >= 0", thresh)
-    return fix_fingers if isinstance(fix_fingers, str) else "ks"
-
-
 def _sorted_evals(evals) -> np.ndarray:
     """Eigenvalues as a sorted 1-D float64 array; raises on non-numeric input."""
     arr = np.asarray(evals)
@@ -277,41 +270,6 @@ def _sorted_evals(evals) -> np.ndarray:
             "The 'evals' parameter of fit_power_law must be a 1-D array of real numbers. "
             f"Got an array of {what}.")
     return np.sort(arr.astype(np.float64))
-
-
-XMIN_RULES = ("ks", "peak", "hill")
-TIES = ("reference", "merge")
-DISTRIBUTIONS = ("power_law", "truncated_power_law", "lognormal", "exponential", "stretched_exponential")
-
-
-def _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties, fix_fingers):
-    """Validate the options of the general-purpose API; return ``(xmin, xmin_range)`` normalised."""
-    if xmin is not None and not (isinstance(xmin, str) and xmin in XMIN_RULES) \
-            and not (_is_real(xmin) and xmin > 0):
-        raise _invalid("xmin", "None, 'ks', 'peak', 'hill' or a finite number > 0", xmin)
-    if xmin == "ks":
-        xmin = None
-    if xmin_range is not None:
-        ok = isinstance(xmin_range, (tuple, list)) and len(xmin_range) == 2 and all(
-            v is None or (_is_real(v) and v >= 0) for v in xmin_range)
-        if not ok or (None not in xmin_range and xmin_range[0] > xmin_range[1]):
-            raise _invalid("xmin_range", "a pair (low, high) of numbers >= 0 (or None) with low <= high", xmin_range)
-        if xmin is not None:
-            raise _invalid("xmin_range", "None unless xmin is None or 'ks' (it bounds the KS scan)", xmin_range)
-        xmin_range = (0.0 if xmin_range[0] is None else float(xmin_range[0]),
-                      math.inf if xmin_range[1] is None else float(xmin_range[1]))
-    if (xmin is not None or xmin_range is not None) and fix_fingers not in (None, False):
-        raise _invalid("fix_fingers", "None when xmin or xmin_range is given", fix_fingers)
-    if not (isinstance(distribution, str) and distribution in DISTRIBUTIONS):
-        raise _invalid("distribution", "one of " + ", ".join(repr(d) for d in DISTRIBUTIONS), distribution)
-    for name, value in (("bootstrap", bootstrap), ("gof_samples", gof_samples)):
-        if not (_is_int(value) and value >= 0):
-            raise _invalid(name, "an int >= 0", value)
-    if not (_is_real(ci_level) and 0 < ci_level < 1):
-        raise _invalid("ci_level", "a number between 0 and 1", ci_level)
-    if not (isinstance(ties, str) and ties in TIES):
-        raise _invalid("ties", "'reference' or 'merge'", ties)
-    return xmin, xmin_range
 
 
 def _fit_fixed_xmin(data: np.ndarray, evals: np.ndarray, xmin: float) -> PowerLawFit:
@@ -334,8 +292,6 @@ def _fit_fixed_xmin(data: np.ndarray, evals: np.ndarray, xmin: float) -> PowerLa
 
 def _scan_merged(data: np.ndarray, window) -> Scan:
     """KS scan with tied values merged (one candidate and one CDF step per distinct value)."""
-    from .stats import batch_scan
-
     res = batch_scan(data[None, :], window=window, merge=True, full=True)
     if res.index[0] < 0:
         where = "" if window is None else f" between {window[0]:g} and {window[1]:g}"
@@ -370,67 +326,32 @@ def _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max, max_fi
     return None, scan_default(data), method, ("ks",), {}
 
 
-def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
-                  bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
-                  max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+@suggest_keywords
+@document_options("fit_power_law")
+def fit_power_law(evals, *,
+        xmin: str | float | None = DF.xmin, xmin_range: tuple | None = DF.xmin_range, xmax: int | str | None = DF.xmax,
+        distribution: str = DF.distribution, rng: Any = DF.rng, bootstrap: int = DF.bootstrap,
+        gof_samples: int = DF.gof_samples, ci_level: float = DF.ci_level, ci_method: str = DF.ci_method,
+        ties: str = DF.ties, fix_fingers: str | None = DF.fix_fingers, xmin_max: float | None = DF.xmin_max,
+        max_fingers: int = DF.max_fingers, finger_thresh: float = DF.finger_thresh, thresh: float | None = DF.thresh) -> PowerLawFit:
     """Fit a power law ``p(x) ~ x^-alpha`` to the tail of a positive sample (an eigenvalue spectrum).
 
-    With the default options this is WeightWatcher 0.7.7's fitter, reproduced exactly.
+    The defaults are Clauset, Shalizi & Newman's estimator for any positive data: scale-free (the
+    same fit for ``c * evals``, whatever ``c > 0``) and with tied values merged.
+    ``ties='reference', thresh=1e-5`` is WeightWatcher 0.7.7's fitter, reproduced exactly (what
+    :func:`spectralwatch.analyze` uses on every layer).
 
     Parameters
     ----------
     evals : array_like
         1-D sample, in any order: eigenvalues, or any positive data (see ``thresh``).
-    xmin : None, 'ks', 'peak', 'hill' or float, optional
-        How the lower cut-off is chosen. ``None``/``'ks'``: the Kolmogorov-Smirnov scan of
-        Clauset, Shalizi & Newman (SIAM Review 2009) over every candidate (the reference).
-        ``'peak'``: the scan restricted to ``[0.95 p, xmin_max]`` around the peak ``p`` of the
-        log-histogram (WeightWatcher's ``xmin_peak``). ``'hill'``: ``xmin`` is the median value and
-        alpha the Hill / maximum-likelihood estimate on the top half (``PL_Alpha_Hill`` of
-        TempBalance, Zhou et al., NeurIPS 2023, also used by AlphaPruning, Lu et al., NeurIPS 2024).
-        A number: that ``xmin``, fixed.
-    xmin_range : (low, high), optional
-        Bound the KS scan to candidates ``low <= xmin <= high`` (either may be None).
-    xmax : None, 'force' or int, optional
-        An int ``k`` drops the ``|k|`` largest values before fitting (the fit fails if that is
-        more than half of them). ``'force'`` is accepted for compatibility and changes nothing.
-    distribution : str, optional
-        ``'power_law'`` (default) or a law fitted by maximum likelihood to the same tail, kept in
-        :attr:`PowerLawFit.tail`: ``'truncated_power_law'``, ``'lognormal'``, ``'exponential'``,
-        ``'stretched_exponential'`` (``xmin`` is always chosen by the power law, as in
-        WeightWatcher and the ``powerlaw`` package).
-    rng : None, int or numpy.random.Generator, optional
-        Seed of ``bootstrap`` and ``gof_samples``.
-    bootstrap : int, optional
-        Replicates of a bootstrap confidence interval of alpha (:attr:`PowerLawFit.ci`, see
-        :func:`spectralwatch.stats.bootstrap_alpha`); 0: none.
-    gof_samples : int, optional
-        Synthetic samples of the goodness-of-fit p-value (:attr:`PowerLawFit.gof`, see
-        :func:`spectralwatch.stats.goodness_of_fit`); 0: none.
-    ci_level : float, optional
-        Coverage of the bootstrap interval (default 0.9).
-    ties : {'reference', 'merge'}, optional
-        ``'reference'``: every sorted position is a candidate (WeightWatcher). ``'merge'``: tied
-        values form one candidate and one step of the empirical CDF (Clauset et al. and the
-        ``powerlaw`` package); use it for data with repeated values.
-    fix_fingers : None, False, 'xmin_peak' or 'clip_xmax', optional
-        ``'xmin_peak'`` is ``xmin='peak'``. ``'clip_xmax'`` refits without the top
-        ``idx = 2, 3, ...`` values and keeps the first fit whose alpha is ``finger_thresh`` below
-        the original one (stopping once alpha <= 2).
-    xmin_max : float, optional
-        Upper limit of ``xmin`` for ``'peak'``; default ``1.5 * peak``.
-    max_fingers : int, optional
-        ``'clip_xmax'`` tries ``idx < min(max_fingers, n / 2)``.
-    finger_thresh : float, optional
-        Drop of alpha that identifies fingers for ``'clip_xmax'``.
-    thresh : float, optional
-        Only values ``> thresh`` are fitted (WeightWatcher: 1e-5; pass 0 for general data).
+    {options}
 
     Returns
     -------
     PowerLawFit
         With ``status='failed'`` and a message when no fit is possible (fewer than 2 values
-        above ``thresh``, constant data, non-finite values...). :meth:`PowerLawFit.compare` runs
+        above the threshold, constant data, non-finite values...). :meth:`PowerLawFit.compare` runs
         the likelihood-ratio tests against the alternative laws.
 
     Raises
@@ -452,22 +373,21 @@ def fit_power_law(evals, *, xmin=None, xmin_range=None, xmax=None, distribution=
     >>> fit.compare().best
     'power_law'
     """
-    _check_options(xmax, fix_fingers, xmin_max, max_fingers, finger_thresh, thresh)
-    xmin, xmin_range = _check_extra(xmin, xmin_range, distribution, bootstrap, gof_samples, ci_level, ties,
-                                    fix_fingers)
-    return fit_checked(_sorted_evals(evals), xmin=xmin, xmin_range=xmin_range, xmax=xmax, distribution=distribution,
-                       rng=rng, bootstrap=bootstrap, gof_samples=gof_samples, ci_level=ci_level, ties=ties,
-                       fix_fingers=fix_fingers, xmin_max=xmin_max, max_fingers=max_fingers,
-                       finger_thresh=finger_thresh, thresh=thresh)
+    values = validate("fit_power_law", keyword_values("fit_power_law", locals()))
+    return fit_checked(_sorted_evals(evals), **values)
 
 
 def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, distribution="power_law", rng=None,
-                bootstrap=0, gof_samples=0, ci_level=0.9, ties="reference", fix_fingers=None, xmin_max=None,
-                max_fingers=10, finger_thresh=1.0, thresh=1e-5) -> PowerLawFit:
+                bootstrap=0, gof_samples=0, ci_level=OPTIONS["ci_level"].default, ci_method="auto", ties="reference",
+                fix_fingers=None,
+                xmin_max=None, max_fingers=OPTIONS["max_fingers"].default,
+                finger_thresh=OPTIONS["finger_thresh"].default, thresh=1e-5) -> PowerLawFit:
     """:func:`fit_power_law` on already valid options and a sorted float64 ``evals`` (no checks).
 
     For the pipeline, which validated its options once at the public entry; ``xmin_range`` may
-    hold ``inf`` (an open upper end).
+    hold ``inf`` (an open upper end). Its defaults are WeightWatcher's fitter (``ties='reference'``,
+    the absolute ``thresh=1e-5``), not :func:`fit_power_law`'s; ``thresh=None`` is the relative
+    threshold.
     """
     method = fix_fingers if isinstance(fix_fingers, str) else "ks"
     if xmin == "peak":
@@ -481,20 +401,26 @@ def fit_checked(evals: np.ndarray, *, xmin=None, xmin_range=None, xmax=None, dis
             return _failed(method, f"xmax={k} would drop more than half of the "
                                    f"{evals.size} eigenvalues")
         evals = evals[:-k]
-    data = evals[evals > thresh]
+    if thresh is None:  # relative: RELATIVE_THRESH of the largest value
+        top = float(evals[-1]) if evals.size else 0.0
+        data = evals[evals > RELATIVE_THRESH * top] if top > 0 else evals[:0]
+        where = f"{RELATIVE_THRESH:g} x the largest value ({top:g})" if top > 0 else "0 (no positive value)"
+    else:
+        data = evals[evals > thresh]
+        where = f"{thresh:g}"
     if data.size < 2:
-        return _failed(method, f"only {data.size} eigenvalues above {thresh:g}; "
-                               "at least 2 are needed")
+        return _failed(method, f"only {data.size} eigenvalues above {where}; at least 2 are needed")
     done, scan, method, rule, extra = _scan_for(data, evals, xmin, xmin_range, ties, fix_fingers, xmin_max,
                                                 max_fingers, finger_thresh)
     fit = done if done is not None else _result(scan, evals, method, **extra)
     if fit.status != "success":
         return fit
     return _with_statistics(fit, rule=rule, ties=ties, distribution=distribution, rng=rng, bootstrap=bootstrap,
-                            gof_samples=gof_samples, ci_level=ci_level)
+                            gof_samples=gof_samples, ci_level=ci_level, ci_method=ci_method)
 
 
-def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_samples, ci_level) -> PowerLawFit:
+def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_samples, ci_level,
+                     ci_method="auto") -> PowerLawFit:
     """Attach the rule, the alternative tail, the bootstrap interval and the GoF p-value asked for."""
     if rule == ("ks",) and ties == "reference" and distribution == "power_law" and not bootstrap \
             and not gof_samples:
@@ -503,16 +429,20 @@ def _with_statistics(fit, *, rule, ties, distribution, rng, bootstrap, gof_sampl
 
     fit = dataclasses.replace(fit, xmin_rule=rule, ties=ties, distribution=distribution)
     changes = {}
-    if distribution != "power_law":
+    if distribution != "power_law":  # the law's own xmin (tail_scan.py), within the fit's rule
         from .laws import fit_tail
+        from .tail_scan import scan_law
 
-        changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
+        if rule[0] in ("fixed", "index"):
+            changes["tail"] = fit_tail(fit.data, fit.xmin, distribution)
+        else:
+            scan = scan_law(fit.data, distribution, window=rule[1] if rule[0] == "window" else None,
+                            merge=ties == "merge")
+            changes["tail"], changes["tail_scan"] = scan.fit, scan
     if bootstrap or gof_samples:
-        from .stats import bootstrap_alpha, goodness_of_fit
-
         gen = np.random.default_rng(rng)
         if bootstrap:
-            changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level)
+            changes["ci"] = bootstrap_alpha(fit, bootstrap, gen, level=ci_level, method=ci_method)
         if gof_samples:
             changes["gof"] = goodness_of_fit(fit, gof_samples, gen)
     return dataclasses.replace(fit, **changes) if changes else fit

@@ -84,11 +84,14 @@ def _lgamma1p(s: np.ndarray) -> np.ndarray:
     r""":math:`\ln\Gamma(1+s)` for ``|s| <= 0.5``, accurate relative to itself as ``s -> 0``.
 
     :math:`\ln\Gamma(1+s) = -\gamma s + \sum_{k\ge2} (-1)^k \zeta(k) s^k / k` (Abramowitz &
-    Stegun 6.1.33); ``scipy.special.gammaln(1 + s)`` loses the digits of ``s`` below 1e-8.
+    Stegun 6.1.33); ``scipy.special.gammaln(1 + s)`` loses the digits of ``s`` below 1e-8. The
+    polynomial is evaluated by Horner's rule (its terms shrink at least like :math:`2^{-k}`).
     """
     s = np.asarray(s, dtype=np.float64)
-    powers = s[..., None] ** _ZETA_K
-    return -np.euler_gamma * s + (powers * _ZETA_COEF).sum(axis=-1)
+    acc = np.zeros_like(s)
+    for c in _ZETA_COEF[::-1]:
+        acc = acc * s + c
+    return -np.euler_gamma * s + acc * s * s
 
 
 def _lgamma_series(s: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -107,12 +110,16 @@ def _lgamma_series(s: np.ndarray, z: np.ndarray) -> np.ndarray:
     safe = np.where(small, 1.0, s)
     first = np.where(small, -np.euler_gamma, np.expm1(_lgamma1p(s)) / safe)
     second = np.where(small, lz, np.expm1(safe * lz) / safe)
-    k = _SERIES_TERMS
-    log_fact = special.gammaln(k + 1.0)
-    sk = s[..., None] + k
-    terms = np.exp(sk * lz[..., None] - log_fact) / sk
-    terms[..., 1::2] *= -1.0  # -(-1)^k: + for k = 1, - for k = 2, ...
-    return np.log(first - second + terms.sum(axis=-1))
+    # -sum_k (-1)^k z^(s+k) / (k! (s+k)) = z^s sum_k p_k / (s+k), p_k = -(-z)^k / k!, by recurrence
+    # (stopped once every term is below 1e-17 of the first, z^(s+1)/(s+1): the rest cannot show)
+    p = -np.ones_like(z)
+    total = np.zeros_like(z)
+    for k in _SERIES_TERMS:
+        p = p * (-z) / k
+        total += p / (s + k)
+        if k > 1 and np.all(np.abs(p) <= 1e-17 * z):
+            break
+    return np.log(first - second + np.exp(s * lz) * total)
 
 
 def log_upper_gamma(s, z) -> np.ndarray:

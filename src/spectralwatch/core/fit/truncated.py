@@ -305,6 +305,8 @@ def _tpl_newton(mean_log, mean_y, ymax, n, lo, hi, max_iter):
             na = min(max(a + tt * step[0], lo), hi)
             na = lo if na < lo + 1e-10 else hi if na > hi - 1e-10 else na  # land exactly on a bound
             nmu = mu * math.exp(tt * step[1]) if log_step else max(mu + tt * step[1], 0.0)
+            if not log_step and nmu <= 1e-9 * mu:  # a step shortened to the bound mu = 0 lands exactly on
+                nmu = 0.0  # it (a rounding residue of 1e-17 would pin the next steps to nothing)
             new = f(na, nmu)
             if np.isfinite(new) and new >= cur - 1e-15 * abs(cur):
                 break

@@ -17,7 +17,7 @@ from ..safe_text import figure_text
 COLORS = {
     "esd": "#0072B2", "fit": "#D55E00", "xmin": "#D55E00", "xmax": "#E69F00", "band": "#009E73",
     "over-trained": "#D55E00", "under-trained": "#E69F00", "ok": "#0072B2", "failed": "#7f7f7f",
-    "random": "#CC79A7", "second": "#56B4E9",
+    "random": "#CC79A7", "second": "#56B4E9", "unreliable fit": "#bbbbbb",
 }
 WELL_TRAINED = (2.0, 6.0)  # HTSR: alpha in [2, 6] is the well-trained range (Martin & Mahoney 2021)
 BINS = 100

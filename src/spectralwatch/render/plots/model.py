@@ -13,6 +13,7 @@ import numpy as np
 
 from .base import COLORS, WELL_TRAINED, new_axes, add_legend, shorten, set_title
 from ..safe_text import figure_text
+from ..wording import fit_reliable
 
 __all__ = ["alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label"]
 
@@ -33,7 +34,8 @@ def _ok(details):
 def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, color=None, clip=12.0):
     """Alpha per layer in network order, with the well-trained band [2, 6].
 
-    Points are coloured by warning (over-trained below 2, under-trained above 6); with
+    Points are coloured by warning (over-trained below 2, under-trained above 6; grey for an
+    unreliable fit, ``fit_reliable`` false, whatever its warning); with
     ``weighted=True`` ``alpha_weighted`` is drawn on the same axes as hollow markers. Values
     above ``clip`` are drawn as triangles at the top edge so that the band stays readable.
 
@@ -65,8 +67,13 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
     ax.plot(pos, shown, color=line, linewidth=1.0 if color else 0.8, alpha=0.9 if color else 0.6,
             label=f"{figure_text(label)}: α" if (label and color) else None)
     warn = np.asarray(ok["warning"] if "warning" in ok else [""] * len(ok), dtype=object)
-    for name, mask in (("well-trained", (warn != "over-trained") & (warn != "under-trained")),
-                       ("over-trained", warn == "over-trained"), ("under-trained", warn == "under-trained")):
+    shaky = np.array([not fit_reliable(r) for r in ok.to_dict("records")], dtype=bool) if len(ok) else \
+        np.zeros(0, dtype=bool)
+    warn = np.where(shaky, "unreliable fit", warn)  # too few eigenvalues: not an over/under-training signal
+    for name, mask in (("well-trained", (warn == "") | ~np.isin(warn, ["over-trained", "under-trained",
+                                                                      "unreliable fit"])),
+                       ("over-trained", warn == "over-trained"), ("under-trained", warn == "under-trained"),
+                       ("unreliable fit", warn == "unreliable fit")):
         if mask.any() and not color:
             ax.scatter(pos[mask], shown[mask], s=24, zorder=3, color=COLORS.get(name, COLORS["ok"]),
                        label=f"α, {name} ({int(mask.sum())})")
