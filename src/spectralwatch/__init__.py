@@ -25,6 +25,7 @@ from .errors import (
     NoLayersError,
     NotComputedError,
     NotYetSupportedError,
+    SeveralModelsError,
     SpectralWatchError,
     UnknownFormatError,
     UnsafeFileError,
@@ -63,5 +64,6 @@ __all__ = [
     "LayerNotFoundError",
     "NotComputedError",
     "ModelMismatchError",
+    "SeveralModelsError",
     "__version__",
 ]

@@ -47,12 +47,13 @@ def select_layers(model, options: Options):
     source = open_model(model, start_id=read.start_ids, base_model=read.base_model, peft=read.peft,
                         split_fused=read.split_fused, trust_pickle=read.trust_pickle)
     chosen, skipped = [], []
-    for ref in source.layers():
+    for position, ref in enumerate(source.layers()):  # network order (docs/formats.md, "Layer order")
         geometry = layer_geometry(ref, options)
         rule, reason = skip_reason(ref, geometry, options)
         if rule:
             skipped.append({"layer_id": ref.layer_id, "name": ref.name, "layer_type": ref.layer_type,
-                            "shape": tuple(ref.shape), "rule": rule, "reason": reason, "geometry": geometry})
+                            "shape": tuple(ref.shape), "rule": rule, "reason": reason, "geometry": geometry,
+                            "position": position})
         else:
             chosen.append((ref, geometry))
     return source, chosen, skipped
@@ -299,9 +300,11 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
             on_result(outcome.layer_id, outcome.rows)
         rows.extend(outcome.rows)
     options = state["options"]
-    report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
+    report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""),
+                    notes=getattr(state["source"], "notes", ()))
     if options.figures.plot:
-        report.figures = save_figures(report, options.figures.savefig)
+        # WeightWatcher's plot=True: every figure it writes, under its file names (+ the model figures)
+        report.figures = save_figures(report, options.figures.savefig, kinds="all")
     return report
 
 
@@ -349,20 +352,29 @@ def describe(model, *,
     pandas.DataFrame
         ``layer_id, name, longname, layer_type, N, M, Q, rf, num_evals`` (predicted), ``dtype``
         and ``quant``; an empty frame when no layer qualifies. With ``skipped=True`` every
-        candidate, with ``analysed`` and ``reason``.
+        candidate, with ``analysed`` and ``reason``. Rows are in network order, the order of
+        ``analyze``'s rows (docs/formats.md, "Layer order"); ``.attrs['notes']`` holds what the
+        reader left out of the input (a checkpoint folder's trainer state...).
     """
     values = validate("describe", keyword_values("describe", locals()))
     import pandas as pd
 
     options = Options.from_values(values)
-    _, chosen, dropped = select_layers(model, options)
+    source, chosen, dropped = select_layers(model, options)
     cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype", "quant"]
     if not values["skipped"]:
-        return pd.DataFrame([g for _, g in chosen], columns=cols)
-    rows = [dict(g, analysed=True, reason="") for _, g in chosen]
-    rows += [dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}") for s in dropped]
-    rows.sort(key=lambda r: (r["layer_id"] < 0, r["layer_id"]))
-    return pd.DataFrame(rows, columns=cols + ["analysed", "reason"])
+        frame = pd.DataFrame([g for _, g in chosen], columns=cols)
+    else:
+        # chosen and dropped split the source's listing: merge them back in its (network) order
+        taken = {s["position"] for s in dropped}
+        free = (p for p in range(len(chosen) + len(dropped)) if p not in taken)
+        rows = [(next(free), dict(g, analysed=True, reason="")) for _, g in chosen]
+        rows += [(s["position"], dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}"))
+                 for s in dropped]
+        rows.sort(key=lambda r: r[0])
+        frame = pd.DataFrame([r for _, r in rows], columns=cols + ["analysed", "reason"])
+    frame.attrs["notes"] = list(getattr(source, "notes", ()))
+    return frame
 
 
 @suggest_keywords

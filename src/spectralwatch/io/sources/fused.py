@@ -258,6 +258,7 @@ class FusedSplitSource:
         self._source, self._config = source, config or {}
         self.format = getattr(source, "format", "")
         self.description = getattr(source, "description", "")
+        self.notes = list(getattr(source, "notes", []))
 
     def layers(self) -> Iterator[LayerRef]:
         parts: list[LayerRef] = []
