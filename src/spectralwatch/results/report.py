@@ -121,7 +121,7 @@ class Report:
         failed = self.details[self.details["status"] == "failed"]
         first = str(failed.iloc[0].get("message") or "") if len(failed) else ""
         classes = ", ".join(f"{n} {cls}" for cls, n in counts.items())
-        return classes + (f" (e.g. layer {failed.iloc[0]['name']}: {first})" if first else "")
+        return classes + (f"; first: layer {failed.iloc[0]['name']}: {first}" if first else "")
 
     @property
     def failures(self) -> dict:
