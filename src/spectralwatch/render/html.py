@@ -94,8 +94,12 @@ def reading(report) -> list:
 
 def _png(draw, canvas, kind=None) -> str:
     """Draw with ``draw(ax)`` on the shared canvas (``kind``: reuse its Axes); a ``data:`` URI of the PNG."""
-    ax = canvas.axes(kind)
-    draw(ax)
+    draw(canvas.axes(kind))
+    return _encoded(canvas)
+
+
+def _encoded(canvas) -> str:
+    """The canvas's current figure as a ``data:`` URI of a PNG."""
     buf = io.BytesIO()
     for a in canvas.fig.axes:
         a.minorticks_off()
@@ -186,18 +190,13 @@ def _layer_sections(report, canvas, limit: int) -> str:
 
 
 def _model_figures(report, canvas) -> str:
-    from .plots.layer import alpha_by_layer, alpha_histogram, layer_type_breakdown
+    from .plots.layer import draw_model_figure
 
     figs = []
-    for fn, alt in ((alpha_by_layer, "alpha per layer"), (alpha_histogram, "histogram of alpha"),
-                    (layer_type_breakdown, "alpha by kind of layer")):
-        def draw(ax, fn=fn):
-            fn(report.details, ax=ax)
-            if fn is layer_type_breakdown:
-                labels = [t.get_text() for t in ax.get_yticklabels()] or [""]
-                ax.figure.subplots_adjust(left=min(0.5, 0.08 + 0.0115 * max(map(len, labels))))
-
-        figs.append(f"<img alt='{alt}' src='{_png(draw, canvas)}'>")
+    for kind, alt in (("alpha-by-layer", "alpha per layer, alpha_weighted below"),
+                      ("alpha-histogram", "histogram of alpha"), ("layer-groups", "alpha by kind of layer")):
+        draw_model_figure(kind, canvas, report.details)
+        figs.append(f"<img alt='{alt}' src='{_encoded(canvas)}'>")
     return "<div class='model-figs'>" + "".join(figs) + "</div>"
 
 
