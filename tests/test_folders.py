@@ -69,6 +69,8 @@ def test_trainer_checkpoint_folder_skips_the_training_state_with_a_note(tmp_path
     assert report.num_layers == 3 and report.notes == [note]
     assert json.loads(report.to_json())["notes"] == [note]
     assert any("optimizer.pt" in line for line in summary_lines(report))
+    assert "optimizer.pt" in report.to_html(figures=False)
+    assert spectralwatch.describe(tmp_path / "checkpoint-10").attrs["notes"] == [note]
 
 
 def test_trainer_state_alone_is_no_model(tmp_path):

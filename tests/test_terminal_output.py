@@ -82,6 +82,7 @@ def test_a_run_where_every_layer_failed_is_detectable_and_says_why():
     assert lines[1].startswith("no summary: every layer failed (2 xmax drops too many eigenvalues")
     assert not any(x.startswith("alpha ") for x in lines)  # no NaN averages
     assert "(all failed)" in repr(report)
+    assert "Every layer failed: there is no model summary" in report.to_html(figures=False)
     assert json.loads(report.to_json())["num_failed"] == 2
 
 

@@ -78,12 +78,16 @@ def reading(report) -> list:
         if names:
             out.append(f"The layers farthest from the well-trained range: {names}. Look at their ESD figures "
                        f"below: a clean straight tail on the log-log plot makes α trustworthy.")
-    if report.num_failed:
+    if getattr(report, "all_failed", False):
+        out.append(f"<b>Every layer failed: there is no model summary</b> ({escape(report.failure_reason)}).")
+    elif report.num_failed:
         why = "; ".join(f"{n} {escape(cls)}" for cls, n in report.failures.items())
         out.append(f"{report.num_failed} layers could not be analysed or fitted ({why}; each row's message "
                    f"column says more); they are left out of the means.")
     if len(report.skipped):
         out.append(f"{len(report.skipped)} candidate layers were skipped (listed at the end).")
+    for note in getattr(report, "notes", ()):
+        out.append(f"Note: {escape(str(note))}.")
     if "alpha_weighted" in s and math.isfinite(s["alpha_weighted"]):
         out.append(f"Mean α̂ (alpha_weighted) = {s['alpha_weighted']:.3f} and mean log spectral norm = "
                    f"{s.get('log_spectral_norm', math.nan):.3f}: on their own these numbers say little; "
