@@ -116,8 +116,6 @@ def _line(name: str, run) -> str:
 
 
 def versions(args, path: Path, extra: dict) -> None:
-    from spectralwatch.render.plots.kinds import FIGURE_KINDS
-
     core = ["esd", "esd2", "esd3", "esd4", "esd5"]
     with tempfile.TemporaryDirectory() as tmp:
         old_src = _baseline_src(args.baseline, tmp)
@@ -127,11 +125,6 @@ def versions(args, path: Path, extra: dict) -> None:
             "plot=True": {"kinds": core + (["mpfit1", "mpfit2", "randesd1", "randesd2", "detX"] if args.rmt else [])},
         }, args.repeat, extra)
     specs = {"--plots": {}, "same figures": {}, "plot=True": {"kinds": "all"}}
-    if args.per_kind:
-        for name, kind in FIGURE_KINDS.items():
-            if kind.needs and not extra.get(kind.needs):
-                continue
-            specs[f"kind {name}"] = {"kinds": [name], "model": kind.scope == "model"}
     new = _worker(str(REPO / "src"), str(path), specs, args.repeat, extra)
     print(f"model: {args.model} ({new['layers']} layers)  options: {extra or 'defaults'}  baseline: git "
           f"{args.baseline}  repeat: {args.repeat} (fastest kept)  load average: {os.getloadavg()[0]:.2f} on "
@@ -144,13 +137,24 @@ def versions(args, path: Path, extra: dict) -> None:
         print(_line(f"baseline {args.baseline}", o))
         print(_line("this tree", n))
         per_old, per_new = o[0] / max(o[2], 1), n[0] / max(n[2], 1)
-        print(f"  ratio baseline / this tree: total {o[0] / max(n[0], 1e-9):.1f}x (CPU {o[1] / max(n[1], 1e-9):.1f}x); "
-              f"per file {per_old / max(per_new, 1e-9):.2f}x (CPU {(o[1] / max(o[2], 1)) / max(n[1] / max(n[2], 1), 1e-9):.2f}x)")
-    per = {k: v for k, v in new["runs"].items() if k.startswith("kind ")}
-    if per:
-        print(f"\nthis tree, one kind at a time:\n{head}")
-        for label, run in per.items():
-            print(_line(label, run))
+        cpu_old, cpu_new = o[1] / max(o[2], 1), n[1] / max(n[2], 1)
+        print(f"  ratio baseline / this tree: total {o[0] / max(n[0], 1e-9):.1f}x "
+              f"(CPU {o[1] / max(n[1], 1e-9):.1f}x); per file {per_old / max(per_new, 1e-9):.2f}x "
+              f"(CPU {cpu_old / max(cpu_new, 1e-9):.2f}x)")
+
+
+def per_kind(args, path: Path, extra: dict) -> None:
+    """Milliseconds per file of every kind of this tree, one kind at a time."""
+    from spectralwatch.render.plots.kinds import FIGURE_KINDS
+
+    specs = {f"kind {name}": {"kinds": [name], "model": kind.scope == "model"}
+             for name, kind in FIGURE_KINDS.items() if not (kind.needs and not extra.get(kind.needs))}
+    new = _worker(str(REPO / "src"), str(path), specs, args.repeat, extra)
+    print(f"\nthis tree, one kind at a time ({args.model}, {new['layers']} layers, load average "
+          f"{os.getloadavg()[0]:.2f}):")
+    print(f"  {'':<34} {'wall s':>8} {'cpu s':>8} {'files':>6} {'ms/file':>9} {'cpu ms/f':>9}")
+    for label, run in new["runs"].items():
+        print(_line(label, run))
 
 
 def run_reference(state_dict, extra: dict) -> dict:
@@ -238,6 +242,8 @@ def main(argv=None) -> int:
     extra = dict(mp_fit=True, randomize=True, detX=True) if args.rmt else {}
     if not args.no_baseline:
         versions(args, path, extra)
+    if args.per_kind:
+        per_kind(args, path, extra)
     if args.reference:
         reference(args, path, extra)
     return 0

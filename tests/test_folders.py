@@ -224,5 +224,5 @@ def test_a_folder_of_unrelated_gguf_files_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     for name in ("a.Q4_0.gguf", "b.Q8_0.gguf"):
         write_gguf(tmp_path / name, {"blk.0.attn_q.weight": rng.standard_normal((32, 32))})
-    with pytest.raises(SeveralModelsError, match="2 separate model files: a.Q4_0.gguf, b.Q8_0.gguf"):
+    with pytest.raises(SeveralModelsError, match="2 model files, not one: a.Q4_0.gguf, b.Q8_0.gguf"):
         open_source(tmp_path)

@@ -137,7 +137,7 @@ class FolderSource(StateDictLikeSource):
             self.notes.append(f"left out the PEFT adapter {', '.join(adapters)} beside the full model (another "
                               "model: pass its file, with peft=True to analyse its LoRA products)")
         others = [n for n in names if n not in chosen and n not in adapters and not layout.is_trainer_state(n)
-                  and n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz"))]
+                  and n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz") + _SINGLE_FILE_EXTENSIONS)]
         if chosen and others:
             self.notes.append(f"read {', '.join(chosen[:3])}{' ...' if len(chosen) > 3 else ''} only; also in the "
                               f"folder, not read: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}")

@@ -120,7 +120,7 @@ def single_model_files(folder: str, names: Sequence[str], extensions: tuple) -> 
         return os.path.join(folder, sorted(single)[0])
     shown = [parts[0] for parts in models.values()]
     raise SeveralModelsError(
-        f"The folder '{folder}' holds {len(models)} separate model files: {_listing(shown)}. Pass one of them "
+        f"The folder '{folder}' holds {len(models)} model files, not one: {_listing(shown)}. Pass one of them "
         f"(spectralwatch analyze {os.path.join(folder, shown[0])}), or compare them: spectralwatch compare "
         + " ".join(os.path.join(folder, n) for n in shown[:3]) + (" ..." if len(shown) > 3 else ""),
         files=[os.path.join(folder, n) for n in shown])
