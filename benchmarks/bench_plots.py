@@ -57,12 +57,12 @@ import spectralwatch
 from spectralwatch.render.plots.layer import save_figures
 
 model, specs, repeat, extra = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 report = spectralwatch.analyze(model, **extra)
-analyze_s = time.perf_counter() - t
+analyze_s, analyze_cpu = time.perf_counter() - t, time.process_time() - c
 with tempfile.TemporaryDirectory() as d:  # warm-up: imports, font cache, first figures (not timed)
     save_figures(spectralwatch.analyze(np.random.default_rng(0).standard_normal((60, 30))), d)
-out = {"analyze_s": analyze_s, "layers": int(len(report.details)), "runs": {}}
+out = {"analyze_s": analyze_s, "analyze_cpu": analyze_cpu, "layers": int(len(report.details)), "runs": {}}
 for label, kwargs in specs.items():
     best = None
     for _ in range(repeat):
@@ -129,7 +129,8 @@ def versions(args, path: Path, extra: dict) -> None:
     print(f"model: {args.model} ({new['layers']} layers)  options: {extra or 'defaults'}  baseline: git "
           f"{args.baseline}  repeat: {args.repeat} (fastest kept)  load average: {os.getloadavg()[0]:.2f} on "
           f"{os.cpu_count()} CPUs")
-    print(f"analyze() without figures: baseline {old['analyze_s']:.2f} s, this tree {new['analyze_s']:.2f} s")
+    print(f"analyze() without figures: baseline {old['analyze_s']:.2f} s ({old['analyze_cpu']:.2f} s CPU), "
+          f"this tree {new['analyze_s']:.2f} s ({new['analyze_cpu']:.2f} s CPU)")
     head = f"  {'':<34} {'wall s':>8} {'cpu s':>8} {'files':>6} {'ms/file':>9} {'cpu ms/f':>9}"
     for label in ("--plots", "same figures", "plot=True"):
         o, n = old["runs"][label], new["runs"][label]
@@ -233,6 +234,11 @@ def main(argv=None) -> int:
     parser.add_argument("--reference", action="store_true", help="also time WeightWatcher 0.7.7's plot=True")
     parser.add_argument("--no-baseline", action="store_true", help="skip the comparison with --baseline")
     args = parser.parse_args(argv)
+    import timeit
+
+    loop = min(timeit.repeat("sum(range(10**6))", number=3, repeat=5)) / 3
+    print(f"machine: sum(range(10**6)) takes {1000 * loop:.1f} ms here (a pure-Python yardstick of this "
+          "machine's speed and load, to compare runs)")
 
     try:
         path = realmodels.fetch_or_raise(args.model)

@@ -143,3 +143,61 @@ def test_the_saved_alpha_by_layer_figure_has_two_panels(report, tmp_path):
     (path,) = save_figures(report, tmp_path, kinds=["alpha-by-layer"])
     width, height = Image.open(path).size
     assert (width, height) == (640, 560)
+
+
+# ---- the glyph-caching canvas of file figures ----------------------------------------------------
+
+def _draw_text_figure(canvas_class, path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2), dpi=100)
+    canvas_class(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_yscale("log")
+    ax.plot([1, 2, 3], [1e-3, 1e-1, 10])
+    ax.set_title("Layer 12: encoder.layer.3 α = 2.345 λmin = 1.2e-3")
+    ax.set_ylabel("density ρ(λ) (log scale)")  # rotated text
+    ax.text(0.5, 0.5, r"$\frac{1}{2}$ mathtext with a rule", transform=ax.transAxes)
+    fig.savefig(path, format="png")
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("L"), dtype=float)
+
+
+def test_cached_glyphs_draw_what_matplotlib_draws(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from spectralwatch.render.plots import glyphs
+
+    cls = glyphs.file_canvas_class()
+    if cls is FigureCanvasAgg:
+        pytest.skip("this matplotlib's Agg renderer is not the one the glyph cache was written for")
+    glyphs.clear_glyph_cache()
+    plain = _draw_text_figure(FigureCanvasAgg, tmp_path / "plain.png")
+    cached = _draw_text_figure(cls, tmp_path / "cached.png")
+    n = glyphs.glyph_cache_size()
+    again = _draw_text_figure(cls, tmp_path / "again.png")
+    assert n > 20 and glyphs.glyph_cache_size() == n  # the second figure rasterised nothing new
+    np.testing.assert_array_equal(cached, again)
+    def blocks(x, k=4):  # 4 x 4 pixel averages: a glyph moved by under a pixel changes them little
+        h, w = x.shape
+        return x[:h // k * k, :w // k * k].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+
+    assert np.abs(blocks(plain) - blocks(cached)).mean() < 1.5  # measured: 0.98 (plain-pixel mean: 2.6)
+    ink = plain < 128
+    assert abs(int(ink.sum()) - int((cached < 128).sum())) < 0.05 * ink.sum()
+
+
+def test_an_unknown_renderer_gets_matplotlibs_canvas(monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from spectralwatch.render.plots import glyphs
+
+    monkeypatch.setattr(glyphs, "_SIGNATURE", ("self", "something", "else"))
+    glyphs.file_canvas_class.cache_clear()
+    try:
+        assert glyphs.file_canvas_class() is FigureCanvasAgg
+    finally:
+        monkeypatch.undo()
+        glyphs.file_canvas_class.cache_clear()
+    assert glyphs.file_canvas_class() is not None

@@ -236,7 +236,8 @@ class Canvas:
 
     Each kind of figure keeps its own Figure and Axes; between two files only the plotted
     artists are removed. Creating axes and their tick objects anew costs more than drawing a
-    figure, so reuse is what makes writing hundreds of files fast.
+    figure, so reuse is what makes writing hundreds of files fast. The canvas keeps the glyphs it
+    has rasterised (:mod:`.glyphs`), and the legends are light ones (:func:`add_legend`).
     """
 
     _MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.86}
@@ -254,8 +255,9 @@ class Canvas:
 
     def panels(self, kind=None, rows: int = 1, *, height_ratios=None, figsize=None) -> list:
         """``rows`` clean Axes stacked in one figure, sharing their x axis (``kind``: reuse them)."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+
+        from .glyphs import file_canvas_class
 
         key = (kind, rows)
         if kind is not None and key in self._figures:
@@ -265,7 +267,7 @@ class Canvas:
                 _reset(ax)
         else:
             fig = Figure(figsize=figsize or self.figsize, dpi=self.dpi)
-            FigureCanvasAgg(fig)
+            file_canvas_class()(fig)  # Agg, rasterising each glyph once (glyphs.py)
             setattr(fig, FILE_FIGURE, True)
             if rows == 1:
                 axes = [fig.add_subplot(1, 1, 1)]
