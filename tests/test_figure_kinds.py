@@ -175,9 +175,10 @@ def test_cached_glyphs_draw_what_matplotlib_draws(tmp_path):
     glyphs.clear_glyph_cache()
     plain = _draw_text_figure(FigureCanvasAgg, tmp_path / "plain.png")
     cached = _draw_text_figure(cls, tmp_path / "cached.png")
-    n = glyphs.glyph_cache_size()
+    n, laid = glyphs.glyph_cache_size(), glyphs.layout_cache_size()
     again = _draw_text_figure(cls, tmp_path / "again.png")
     assert n > 20 and glyphs.glyph_cache_size() == n  # the second figure rasterised nothing new
+    assert glyphs.layout_cache_size() == laid and (laid > 0) == glyphs.caches_layouts()  # nor laid out a string
     np.testing.assert_array_equal(cached, again)
     def blocks(x, k=4):  # 4 x 4 pixel averages: a glyph moved by under a pixel changes them little
         h, w = x.shape

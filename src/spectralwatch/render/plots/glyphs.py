@@ -7,9 +7,13 @@ keeps each rasterised glyph (by font file, size, resolution, glyph, rotation and
 it again from memory. The one visible difference: each glyph is placed on a whole pixel (matplotlib
 places it to 1/64 of a pixel), a shift of at most half a pixel in the 640 x 440 pictures.
 
+The layout of each string (FreeType's placement of its glyphs, a few milliseconds per string) is
+kept too, so a label drawn on every figure of a kind is laid out once.
+
 This overrides a private method of matplotlib's Agg renderer, so it is used only where its contract
 is the one it was written for: :func:`file_canvas_class` checks the method's signature and the
-FreeType calls it uses, and gives matplotlib's own ``FigureCanvasAgg`` otherwise. Anything it cannot
+FreeType calls it uses, and gives matplotlib's own ``FigureCanvasAgg`` otherwise (the layout cache
+has its own check: without it, only glyphs are kept). Anything it cannot
 handle (mathtext rules, a glyph that fails to render) goes to matplotlib's method. Figures drawn for a
 notebook (``ax=None`` or your Axes) never use it.
 """
@@ -19,11 +23,15 @@ from __future__ import annotations
 import functools
 import math
 
-__all__ = ["file_canvas_class", "glyph_cache_size", "clear_glyph_cache"]
+__all__ = ["file_canvas_class", "glyph_cache_size", "layout_cache_size", "caches_layouts", "clear_glyph_cache"]
 
 #: rasterised glyphs: key -> (8-bit coverage bitmap, left, top) relative to the glyph's origin
 _CACHE: dict = {}
 _MAX_GLYPHS = 20_000  # a few MB at most; cleared when full
+#: laid-out strings: key -> [(font, glyph index, x, y)], the result of FreeType's text layout
+_LAYOUTS: dict = {}
+_MAX_LAYOUTS = 5_000
+_LAYOUT_OK = False
 _SIGNATURE = ("self", "gc", "x", "y", "angle", "glyphs", "boxes")
 
 
@@ -32,8 +40,20 @@ def glyph_cache_size() -> int:
     return len(_CACHE)
 
 
+def layout_cache_size() -> int:
+    """Strings whose layout is held in the cache."""
+    return len(_LAYOUTS)
+
+
+def caches_layouts() -> bool:
+    """Whether the file canvas also keeps the layout of the strings it draws (see :func:`file_canvas_class`)."""
+    file_canvas_class()
+    return _LAYOUT_OK
+
+
 def clear_glyph_cache() -> None:
     _CACHE.clear()
+    _LAYOUTS.clear()
 
 
 def _supported(agg, ft2font) -> bool:
@@ -51,6 +71,21 @@ def _supported(agg, ft2font) -> bool:
             and hasattr(ft2font, "RenderMode"))
 
 
+def _layout_supported(agg, ft2font) -> bool:
+    """matplotlib's ``draw_text`` as :class:`GlyphCachingRenderer` repeats it: ``_prepare_font`` + ``FT2Font._layout``."""
+    import inspect
+
+    try:
+        params = tuple(inspect.signature(agg.RendererAgg.draw_text).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    # a compiled method: its signature is the first line of its docstring (pybind11)
+    doc = (getattr(getattr(ft2font.FT2Font, "_layout", None), "__doc__", None) or "").split("\n", 1)[0]
+    return (params == ("self", "gc", "x", "y", "s", "prop", "angle", "ismath", "mtext")
+            and callable(getattr(agg.RendererAgg, "_prepare_font", None))
+            and doc.startswith("_layout(") and all(f"{p}:" in doc for p in ("string", "flags", "features", "language")))
+
+
 @functools.lru_cache(maxsize=None)
 def file_canvas_class():
     """The canvas class for file figures: the glyph-caching one, or ``FigureCanvasAgg`` when unsupported."""
@@ -61,8 +96,33 @@ def file_canvas_class():
 
     if not _supported(agg, ft2font):
         return agg.FigureCanvasAgg
+    global _LAYOUT_OK
+    _LAYOUT_OK = _layout_supported(agg, ft2font)
 
     class GlyphCachingRenderer(agg.RendererAgg):
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            if ismath or not _LAYOUT_OK:
+                return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+            features = getattr(mtext, "get_fontfeatures", lambda: None)() if mtext is not None else None
+            language = getattr(mtext, "get_language", lambda: None)() if mtext is not None else None
+            flags = agg.get_hinting_flag()
+            try:
+                key = (s, prop, self.dpi, flags, tuple(features) if features else None, language,
+                       matplotlib.rcParams["text.hinting_factor"])
+                items = _LAYOUTS.get(key)
+            except TypeError:  # something unhashable: matplotlib's own drawing
+                return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+            if items is None:
+                font = self._prepare_font(prop)
+                laid = font._layout(s, flags=flags, features=features, language=language)
+                items = [(item.ft_object, item.glyph_index, item.x, item.y) for item in laid]
+                if len(_LAYOUTS) >= _MAX_LAYOUTS:
+                    _LAYOUTS.clear()
+                _LAYOUTS[key] = items
+            size = prop.get_size_in_points()
+            self._draw_text_glyphs_and_boxes(
+                gc, x, y, angle, [(font, size, index, 0, 1, dx, dy) for font, index, dx, dy in items], [])
+
         def _draw_text_glyphs_and_boxes(self, gc, x, y, angle, glyphs, boxes):
             glyphs = list(glyphs)
             if boxes:  # mathtext with rules: matplotlib's own drawing
