@@ -202,3 +202,16 @@ def test_an_unknown_renderer_gets_matplotlibs_canvas(monkeypatch):
         monkeypatch.undo()
         glyphs.file_canvas_class.cache_clear()
     assert glyphs.file_canvas_class() is not None
+
+
+def test_failed_layers_are_left_out_of_the_figures(tmp_path):
+    model = small_model()
+    bad = model["blocks.1.weight"].copy()
+    bad[0, 0] = np.nan
+    model["blocks.1.weight"] = bad
+    rep = spectralwatch.analyze(model, workers=1)
+    assert rep.num_failed == 1
+    written = save_figures(rep, tmp_path, kinds="esd", model=False)
+    assert names(written) == {f"ww.layer{i}.esd.png" for i in (1, 3, 4)}
+    with pytest.raises(KeyError, match="has no eigenvalues"):  # NotComputedError, by (id, slice_id) too
+        rep.get_ESD((2, 0))

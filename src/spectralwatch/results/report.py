@@ -135,7 +135,10 @@ class Report:
         keys = list(self._evals)
         if isinstance(layer, tuple) and layer in self._evals:
             return layer
-        if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if (isinstance(layer, tuple) and len(layer) == 2
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in layer)):
+            match = []  # an (id, slice_id) key without eigenvalues: said below, by its layer id
+        elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             match = [k for k in keys if k[0] == int(layer)]
         elif isinstance(layer, str):
             ids = self.details.loc[(self.details["name"] == layer) | (self.details["longname"] == layer), "layer_id"]
@@ -144,8 +147,8 @@ class Report:
             raise InvalidParameterError(f"The 'layer' parameter must be a layer id (int) or a layer name (str). Got {layer!r}.")
         if not match:
             rows = self.details
-            if isinstance(layer, (int, np.integer)):
-                hit = rows[rows["layer_id"] == int(layer)]
+            if isinstance(layer, (int, np.integer, tuple)):
+                hit = rows[rows["layer_id"] == int(layer[0] if isinstance(layer, tuple) else layer)]
             else:
                 hit = rows[(rows["name"] == layer) | (rows["longname"] == layer)]
             if len(hit):
