@@ -157,7 +157,9 @@ def test_plots_and_html(npz, tmp_path, capsys):
     assert main(["analyze", str(npz), "--plots", str(figs), "--html", str(page), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert f"into {figs}" in err and f"report {page}" in err
-    assert {p.name for p in figs.iterdir()} >= {f"ww.layer{i}.esd{k}.png" for i in (1, 2) for k in ("", "2", "5")}
+    # the default figure kinds: the model figures and the log-log ESD of each layer (docs/figures.md)
+    assert {p.name for p in figs.iterdir()} == {f"ww.layer{i}.esd.png" for i in (1, 2)} | {
+        "model.alpha-by-layer.png", "model.alpha-histogram.png", "model.layer-groups.png"}
     assert "<table id='layers'>" in page.read_text(encoding="utf-8")
 
 

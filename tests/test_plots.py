@@ -229,7 +229,7 @@ def test_figures_of_a_real_network(tmp_path):
     # an intermediate and an output dense layer (1536 x 384), with every optional analysis
     report = spectralwatch.analyze(path, layers=[10, 52], workers=1, mp_fit=True, randomize=True, detX=True,
                                    deltas=True, rng=0)
-    written = plots.save_figures(report, tmp_path)
+    written = plots.save_figures(report, tmp_path, kinds="all")
     kinds = ALL  # Q = 4: no quarter-circle mpfit1, as in the reference
     assert {p.name for p in written} == {f"ww.layer{i}.{k}.png" for i in (10, 52) for k in kinds} | {
         "model.alpha-by-layer.png", "model.alpha-histogram.png", "model.layer-groups.png"}

@@ -25,6 +25,7 @@ from .errors import (
     NoLayersError,
     NotComputedError,
     NotYetSupportedError,
+    SeveralModelsError,
     SpectralWatchError,
     UnknownFormatError,
     UnsafeFileError,
@@ -69,5 +70,6 @@ __all__ = [
     "LayerNotFoundError",
     "NotComputedError",
     "ModelMismatchError",
+    "SeveralModelsError",
     "__version__",
 ]

@@ -71,7 +71,8 @@ class WeightWatcher:
             self.report = None
             self.details = pd.DataFrame()
             return self.details
-        self.details = self.report.details
+        # the reference lists its layers in id order; spectralwatch's report is in network order
+        self.details = self.report.details.sort_values("layer_id", kind="stable").reset_index(drop=True)
         return self.details
 
     def describe(self, model=None, layers=None, **options):
@@ -80,7 +81,8 @@ class WeightWatcher:
             options.setdefault("base_model", self.base_model)
         options = translate_ww_keywords(options, "describe")
         options.pop("savefig", None)  # where figures would go: nothing to describe
-        return _describe(self._model(model), layers=layers, **options)
+        frame = _describe(self._model(model), layers=layers, **options)
+        return frame.sort_values("layer_id", kind="stable").reset_index(drop=True)  # the reference's order
 
     def get_details(self):
         """The details DataFrame of the last ``analyze()``."""

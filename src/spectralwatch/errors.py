@@ -22,6 +22,7 @@ __all__ = [
     "ModelMismatchError",
     "OutputPathError",
     "BudgetExceededError",
+    "SeveralModelsError",
 ]
 
 
@@ -100,3 +101,14 @@ class NotComputedError(SpectralWatchError, KeyError):
 
 class ModelMismatchError(SpectralWatchError, ValueError):
     """Two models that must have the same architecture do not (layer counts or shapes differ)."""
+
+
+class SeveralModelsError(SpectralWatchError, ValueError):
+    """A folder holds several separate models (not the shards of one): they are never merged.
+
+    ``files`` lists them; the message suggests analysing one, or ``spectralwatch compare``.
+    """
+
+    def __init__(self, message: str, files=()):
+        super().__init__(message)
+        self.files = list(files)

@@ -22,6 +22,7 @@ from ..io.journal import RunJournal
 from ..errors import InvalidParameterError, NotYetSupportedError
 from ..options import OPTIONS, Options, options_of, validate
 from ..pipeline.analyze import run
+from ..render.plots.kinds import DEFAULT_FIGURES, FIGURE_KINDS
 from ..options.schema import GROUPS
 from ..render.safe_text import term_text
 
@@ -101,7 +102,12 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--resume", action="store_true",
                    help="go on with an interrupted run: the layers kept in FILE.partial.jsonl (written beside "
                         "--out FILE as layers finish) are not analysed again")
-    a.add_argument("--plots", metavar="DIR", help="write the figures (PNG) into DIR")
+    a.add_argument("--plots", metavar="DIR", help="write the figures (PNG) into DIR (which ones: --figures)")
+    a.add_argument("--figures", metavar="KINDS", type=_kinds_arg, default=None,
+                   help="the figures --plots writes, comma-separated: " + ", ".join(FIGURE_KINDS) +
+                        "; 'all' (every figure WeightWatcher's plot=True writes); default: "
+                        + ", ".join(DEFAULT_FIGURES) + " (one figure per layer)")
+    a.add_argument("--wide", action="store_true", help="show every column of the table, whatever the terminal's width")
     a.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (a folder with several PATHs)")
     _add_scheduler(a)
     _add_analysis_options(a, "analyze")
@@ -326,7 +332,7 @@ def _write_outputs(args, reports, names, journal, out) -> int:
 
     failures = []
     try:
-        emit.emit_reports(reports, names, args.format, out, color=_color(args, out))
+        emit.emit_reports(reports, names, args.format, out, color=_color(args, out), wide=args.wide)
     except BrokenPipeError:
         raise
     except OSError as exc:  # stdout on a full disk: the files below are still written
@@ -349,7 +355,7 @@ def _write_outputs(args, reports, names, journal, out) -> int:
              "not kept in it)")
     if args.plots:
         try:
-            _write_figures(reports, names, args.plots, progress=_progress(args), inputs=inputs)
+            _write_figures(reports, names, args.plots, progress=_progress(args), inputs=inputs, kinds=args.figures)
         except (OSError, OutputPathError) as exc:
             failures.append(f"could not write the figures into {args.plots}: {_why(exc)} (the figures written "
                             "before the error are there)")
@@ -373,12 +379,23 @@ def _color(args, out) -> bool:
     return use_color(out, getattr(args, "color", "auto"))
 
 
-def _write_figures(reports, names, folder, *, progress=False, inputs=()) -> None:
+def _kinds_arg(text: str):
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if kinds == ["all"]:
+        return "all"
+    unknown = [k for k in kinds if k not in FIGURE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown figure kind {', '.join(unknown) or repr(text)}: choose among "
+                                         f"{', '.join(FIGURE_KINDS)}, or 'all'")
+    return kinds
+
+
+def _write_figures(reports, names, folder, *, progress=False, inputs=(), kinds=None) -> None:
     from ..render.plots.layer import save_figures
 
     for report, name in zip(reports, names):
         target = Path(folder) if len(reports) == 1 else Path(folder) / _safe(name)
-        paths = save_figures(report, target, progress=progress, inputs=inputs)
+        paths = save_figures(report, target, progress=progress, inputs=inputs, kinds=kinds)
         _say(f"wrote {len(paths)} figures into {target}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..deps import is_available
 from ..render.safe_text import csv_frame, term_text
-from ..render.text import render_markdown, render_table, summary_panel
+from ..render.text import render_markdown, render_table, summary_panel, terminal_columns
 from ..core.columns import TERMINAL_COLUMNS
 from ..errors import InvalidParameterError, MissingDependencyError
 from ..tools.compare import format_p
@@ -66,16 +66,22 @@ def _parquet_bytes(frame) -> bytes:
     return buf.getvalue()
 
 
-def emit_reports(reports, names, fmt: str, out, *, color=False) -> None:
-    """Print the reports on ``out`` in format ``fmt`` (parquet: binary, never to a terminal)."""
+def emit_reports(reports, names, fmt: str, out, *, color=False, wide=False) -> None:
+    """Print the reports on ``out`` in format ``fmt`` (parquet: binary, never to a terminal).
+
+    On a terminal the table and the summary fit its width (low-priority columns left out, named
+    under the table) unless ``wide``; to a pipe or a file they do not depend on any terminal.
+    """
     if fmt == "table":
         unicode = (getattr(out, "encoding", "") or "").lower().replace("-", "") in ("utf8", "utf_8")
+        width = terminal_columns(out)
         for i, (report, name) in enumerate(zip(reports, names)):
             if len(reports) > 1:
                 print(("\n" if i else "") + f"== {term_text(name)} ==", file=out)
-            print(render_table(report.details, _table_columns(), color=color), file=out)
+            print(render_table(report.details, _table_columns(), color=color, width=width, wide=wide), file=out)
             print("", file=out)
-            print(summary_panel(report, title=f"Summary of {name}", color=color, unicode=unicode), file=out)
+            print(summary_panel(report, title=f"Summary of {name}", color=color, unicode=unicode, width=width),
+                  file=out)
         return
     frame = _combined(reports, names)
     if fmt == "csv":  # text cells made harmless for spreadsheets (docs/report.md)

@@ -49,12 +49,13 @@ def select_layers(model, options: Options):
                         split_fused=read.split_fused, trust_pickle=read.trust_pickle,
                         revision=read.revision, max_work_ratio=read.max_work_ratio)
     chosen, skipped = [], []
-    for ref in source.layers():
+    for position, ref in enumerate(source.layers()):  # network order (docs/formats.md, "Layer order")
         geometry = layer_geometry(ref, options)
         rule, reason = skip_reason(ref, geometry, options)
         if rule:
             skipped.append({"layer_id": ref.layer_id, "name": ref.name, "layer_type": ref.layer_type,
-                            "shape": tuple(ref.shape), "rule": rule, "reason": reason, "geometry": geometry})
+                            "shape": tuple(ref.shape), "rule": rule, "reason": reason, "geometry": geometry,
+                            "position": position})
         else:
             chosen.append((ref, geometry))
     return source, chosen, skipped
@@ -305,7 +306,8 @@ def run(model, options: Options, *, progress=False, workers=None, executor=None,
             on_result(outcome.layer_id, outcome.rows)
         rows.extend(outcome.rows)
     options = state["options"]
-    report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""))
+    report = Report(rows, evals, fits, state["skipped"], options, source=getattr(state["source"], "description", ""),
+                    notes=getattr(state["source"], "notes", ()))
     report.inputs = state["inputs"]
     if options.figures.plot:
         _plot(report, options.figures.savefig)
@@ -318,14 +320,14 @@ def _plot(report: Report, savefig) -> None:
     from ..render.plots.display import in_notebook, show_inline
 
     if savefig:
-        report.figures = save_figures(report, savefig)
+        report.figures = save_figures(report, savefig, kinds="all")
         if in_notebook():
             show_inline(report.figures)
     elif in_notebook():
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="spectralwatch-figures-") as tmp:
-            show_inline(save_figures(report, tmp))
+            show_inline(save_figures(report, tmp, kinds="all"))
     else:
         warnings.warn("plot=True with savefig=False outside a notebook: the figures are neither saved nor "
                       "shown (give savefig a folder to write them)", UserWarning, stacklevel=4)
@@ -376,20 +378,29 @@ def describe(model, *,
     pandas.DataFrame
         ``layer_id, name, longname, layer_type, N, M, Q, rf, num_evals`` (predicted), ``dtype``
         and ``quant``; an empty frame when no layer qualifies. With ``skipped=True`` every
-        candidate, with ``analysed`` and ``reason``.
+        candidate, with ``analysed`` and ``reason``. Rows are in network order, the order of
+        ``analyze``'s rows (docs/formats.md, "Layer order"); ``.attrs['notes']`` holds what the
+        reader left out of the input (a checkpoint folder's trainer state...).
     """
     values = validate("describe", keyword_values("describe", locals()))
     import pandas as pd
 
     options = Options.from_values(values)
-    _, chosen, dropped = select_layers(model, options)
+    source, chosen, dropped = select_layers(model, options)
     cols = ["layer_id", "name", "longname", "layer_type", "N", "M", "Q", "rf", "num_evals", "dtype", "quant"]
     if not values["skipped"]:
-        return pd.DataFrame([g for _, g in chosen], columns=cols)
-    rows = [dict(g, analysed=True, reason="") for _, g in chosen]
-    rows += [dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}") for s in dropped]
-    rows.sort(key=lambda r: (r["layer_id"] < 0, r["layer_id"]))
-    return pd.DataFrame(rows, columns=cols + ["analysed", "reason"])
+        frame = pd.DataFrame([g for _, g in chosen], columns=cols)
+    else:
+        # chosen and dropped split the source's listing: merge them back in its (network) order
+        taken = {s["position"] for s in dropped}
+        free = (p for p in range(len(chosen) + len(dropped)) if p not in taken)
+        rows = [(next(free), dict(g, analysed=True, reason="")) for _, g in chosen]
+        rows += [(s["position"], dict(s["geometry"], analysed=False, reason=f"{s['rule']}: {s['reason']}"))
+                 for s in dropped]
+        rows.sort(key=lambda r: r[0])
+        frame = pd.DataFrame([r for _, r in rows], columns=cols + ["analysed", "reason"])
+    frame.attrs["notes"] = list(getattr(source, "notes", ()))
+    return frame
 
 
 @suggest_keywords

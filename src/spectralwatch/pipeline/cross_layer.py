@@ -111,7 +111,12 @@ def variant_walk(chosen: list, options, skipped: list):
     """``(ref, results)`` of the ``intra`` or ``stacked`` walk, like the executors' ``run_layers``.
 
     Raises :class:`~spectralwatch.errors.NoLayersError` at the end when the walk gave no row.
+
+    The layers are walked in id order, not in the listing's network order: ``intra`` pairs the
+    layers WeightWatcher 0.7.7 pairs (for a state dict stored alphabetically, that is its stored
+    order; docs/formats.md, "Layer order").
     """
+    chosen = sorted(chosen, key=lambda item: item[0].layer_id)
     walk = stacked_walk if options.walk.stacked else intra_walk
     produced = False
     for ref, results in walk(chosen, options, skipped):

@@ -82,12 +82,16 @@ def reading(report) -> list:
         if names:
             out.append(f"The layers farthest from the well-trained range: {names}. Look at their ESD figures "
                        f"below: a clean straight tail on the log-log plot makes α trustworthy.")
-    if report.num_failed:
+    if getattr(report, "all_failed", False):
+        out.append(f"<b>Every layer failed: there is no model summary</b> ({escape(report.failure_reason)}).")
+    elif report.num_failed:
         why = "; ".join(f"{n} {escape(cls)}" for cls, n in report.failures.items())
         out.append(f"{report.num_failed} layers could not be analysed or fitted ({why}; each row's message "
                    f"column says more); they are left out of the means.")
     if len(report.skipped):
         out.append(f"{len(report.skipped)} candidate layers were skipped (listed at the end).")
+    for note in getattr(report, "notes", ()):
+        out.append(f"Note: {escape(str(note))}.")
     if "alpha_weighted" in s and math.isfinite(s["alpha_weighted"]):
         out.append(f"Mean α̂ (alpha_weighted) = {s['alpha_weighted']:.3f} and mean log spectral norm = "
                    f"{s.get('log_spectral_norm', math.nan):.3f}: on their own these numbers say little; "
@@ -98,10 +102,15 @@ def reading(report) -> list:
 
 def _png(draw, canvas, kind=None) -> str:
     """Draw with ``draw(ax)`` on the shared canvas (``kind``: reuse its Axes); a ``data:`` URI of the PNG."""
+    draw(canvas.axes(kind))
+    return _encoded(canvas)
+
+
+def _encoded(canvas) -> str:
+    """The canvas's current figure as a ``data:`` URI of a PNG (text matplotlib cannot typeset is drawn
+    literally: :func:`~spectralwatch.render.plots.base.render_figure`)."""
     from .plots.base import render_figure
 
-    ax = canvas.axes(kind)
-    draw(ax)
     for a in canvas.fig.axes:
         a.minorticks_off()
     data = render_figure(canvas.fig, "png", pil_kwargs={"compress_level": 6})
@@ -216,18 +225,13 @@ def _caption_word(row) -> str:
 
 
 def _model_figures(report, canvas) -> str:
-    from .plots.layer import alpha_by_layer, alpha_histogram, layer_type_breakdown
+    from .plots.layer import draw_model_figure
 
     figs = []
-    for fn, alt in ((alpha_by_layer, "alpha per layer"), (alpha_histogram, "histogram of alpha"),
-                    (layer_type_breakdown, "alpha by kind of layer")):
-        def draw(ax, fn=fn):
-            fn(report.details, ax=ax)
-            if fn is layer_type_breakdown:
-                labels = [t.get_text() for t in ax.get_yticklabels()] or [""]
-                ax.figure.subplots_adjust(left=min(0.5, 0.08 + 0.0115 * max(map(len, labels))))
-
-        figs.append(f"<img alt='{alt}' src='{_png(draw, canvas)}'>")
+    for kind, alt in (("alpha-by-layer", "alpha per layer, alpha_weighted below"),
+                      ("alpha-histogram", "histogram of alpha"), ("layer-groups", "alpha by kind of layer")):
+        draw_model_figure(kind, canvas, report.details)
+        figs.append(f"<img alt='{alt}' src='{_encoded(canvas)}'>")
     return "<div class='model-figs'>" + "".join(figs) + "</div>"
 
 

@@ -72,9 +72,17 @@ class Report:
         The paths that were read (the model's files or folder, a base model...): the exports
         (:meth:`to_csv`, :meth:`to_json`, :meth:`to_html`, figures) refuse to write over them or into
         them (:mod:`spectralwatch.io.outputs`).
+    notes : list of str
+        What the reader left out of the input and why (e.g. the trainer state files of a checkpoint
+        folder); empty when nothing was.
+
+    The rows are in network order (the order of the layers in the model; see docs/formats.md,
+    "Layer order"): for a model whose ids follow WeightWatcher's numbering of names stored
+    alphabetically, ``layer_id`` is then not monotone down the table.
     """
 
-    def __init__(self, rows: list, evals: dict, fits: dict, skipped: list, options, source: str = ""):
+    def __init__(self, rows: list, evals: dict, fits: dict, skipped: list, options, source: str = "",
+                 notes=()):
         import pandas as pd
 
         self._payloads = _split_payloads(rows)
@@ -85,6 +93,7 @@ class Report:
         self.summary = summarize(self.details, exclude_flagged=options.summary.exclude_flagged)
         self.options = options
         self.source = source
+        self.notes = [str(n) for n in notes]
         self._evals = evals
         self._fits = fits
         self.figures: list = []  # paths of the figure files written by analyze(plot=True)
@@ -101,6 +110,24 @@ class Report:
         return int((self.details["status"] == "failed").sum()) if len(self.details) else 0
 
     @property
+    def all_failed(self) -> bool:
+        """True when every row failed: the summary then holds no number (NaN means), and
+        :func:`failure_reason` says why. The command line exits with status 1 on such a run."""
+        return self.num_layers > 0 and self.num_failed == self.num_layers
+
+    @property
+    def failure_reason(self) -> str:
+        """Why the layers failed, in one line: the failure classes and the first row's message
+        (``''`` when no layer failed)."""
+        if not self.num_failed:
+            return ""
+        counts = self.failures
+        failed = self.details[self.details["status"] == "failed"]
+        first = str(failed.iloc[0].get("message") or "") if len(failed) else ""
+        classes = ", ".join(f"{n} {cls}" for cls, n in counts.items())
+        return classes + (f"; first: layer {failed.iloc[0]['name']}: {first}" if first else "")
+
+    @property
     def failures(self) -> dict:
         """Why layers failed: ``{reason class: number of failed rows}`` (see :mod:`spectralwatch.failures`)."""
         from .failures import failure_summary
@@ -112,8 +139,9 @@ class Report:
         keys = list(self._evals)
         if isinstance(layer, tuple) and layer in self._evals:
             return layer
-        if isinstance(layer, tuple) and len(layer) == 2:  # (layer_id, slice_id) without eigenvalues
-            match, layer = [], layer[0]
+        if (isinstance(layer, tuple) and len(layer) == 2
+                and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in layer)):
+            match = []  # an (id, slice_id) key without eigenvalues: said below, by its layer id
         elif isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             match = [k for k in keys if k[0] == int(layer)]
         elif isinstance(layer, str):
@@ -124,8 +152,8 @@ class Report:
                                         f"(layer_id, slice_id). Got {layer!r}.")
         if not match:
             rows = self.details
-            if isinstance(layer, (int, np.integer)):
-                hit = rows[rows["layer_id"] == int(layer)]
+            if isinstance(layer, (int, np.integer, tuple)):
+                hit = rows[rows["layer_id"] == int(layer[0] if isinstance(layer, tuple) else layer)]
             else:
                 hit = rows[(rows["name"] == layer) | (rows["longname"] == layer)]
             if len(hit):
@@ -212,6 +240,7 @@ class Report:
             "num_layers": self.num_layers,
             "num_failed": self.num_failed,
             "failures": self.failures,
+            "notes": list(self.notes),
             "details": json.loads(self.details.to_json(orient="records")),
             "skipped": json.loads(self.skipped.to_json(orient="records")),
         }
@@ -343,7 +372,9 @@ class Report:
 
     def __repr__(self) -> str:
         head = f"<spectralwatch Report: {self.num_layers} layers"
-        if self.num_failed:
+        if self.all_failed:
+            head += " (all failed)"
+        elif self.num_failed:
             head += f" ({self.num_failed} failed)"
         if len(self.skipped):
             head += f", {len(self.skipped)} skipped"

@@ -29,9 +29,11 @@ load is skipped with a warning naming it. See docs/integrations.md for a worked 
 ``base_model`` (differences with a base model) and ``split_fused``. See ``docs/formats.md``.
 
 Layer ids follow WeightWatcher 0.7.7: a torch module numbers every entry of ``named_modules()``
-from 0 (the root); a state dict or a single file numbers every ``*.weight`` key from 1; a folder
-of weight files uses the same rule, one numbering across its files, from 0 (as the reference
-does); a single array is layer 0. ``start_id`` replaces the first id.
+from 0 (the root); a state dict or a torch file numbers every ``*.weight`` key from 1, in stored
+order; a folder of weight files uses the same rule, one numbering across its files, from 0 (as the
+reference does); a single safetensors, GGUF or npz file (which the reference does not read)
+numbers its ``*.weight`` tensors from 1 in network order; a single array is layer 0. ``start_id``
+replaces the first id. Every source lists its layers in network order (:mod:`.order`).
 
 Importing this package imports neither torch nor pandas.
 """

@@ -183,38 +183,54 @@ def inferred_groups(shape: tuple) -> int:
     return 1
 
 
-def number_entries(entries: Iterable[TensorEntry], start_id: int) -> Iterator[LayerRef]:
-    """WeightWatcher's state-dict numbering.
+def number_entries(entries: Iterable[TensorEntry], start_id: int, *, network_ids: bool = False) -> Iterator[LayerRef]:
+    """WeightWatcher's state-dict numbering, listed in network order.
 
     Every key ending in ``.weight`` takes one id, in order (1-D norm weights included), and is
     named after the key without ``.weight``. When no key ends in ``.weight``, every key is a
     layer keeping its full name. Matrices the reference does not see (packed Q/K/V
     ``in_proj_weight``, recurrent ``weight_ih/hh`` gates) are numbered after all of these.
+
+    The layers are yielded in network order (:func:`.order.network_order`: numbered siblings in
+    numeric order), the parts after the others. ``network_ids=False`` (a state dict, a torch file,
+    a folder: inputs the reference numbers) numbers them in their stored order, as the reference
+    does, so that the ids of a stored-alphabetically model are not monotone in the listing;
+    ``network_ids=True`` (single files the reference does not read) numbers them in network order.
     """
     from .fused import append_parts, packed_parts
+    from .order import network_order
 
     entries = list(entries)
     has_weight = any(e.key.endswith(".weight") for e in entries)
     shapes = {e.key: tuple(e.shape) for e in entries}
     parts: list[LayerRef] = []
+    layers: list[LayerRef] = []
+    if network_ids:
+        entries = [entries[i] for i in network_order([e.key for e in entries])]
+    layer_id = start_id
+    for e in entries:
+        if has_weight:
+            if not e.key.endswith(".weight"):
+                parts.extend(packed_parts(e.key, e.key, tuple(e.shape), e.dtype, e.loader, shapes))
+                continue
+            name = e.key[: -len(".weight")]
+        else:
+            name = e.key
+        shape = tuple(int(s) for s in e.shape)
+        layers.append(LayerRef(layer_id=layer_id, name=name, longname=name,
+                               layer_type=type_from_ndim(name, len(e.shape)),
+                               shape=shape, dtype=e.dtype, loader=e.loader, groups=inferred_groups(shape)))
+        layer_id += 1
+    numbered = list(append_parts(layers, parts, start_id))
+    main, extra = numbered[:len(layers)], numbered[len(layers):]
+    return iter(in_network_order(main) + in_network_order(extra))
 
-    def walk() -> Iterator[LayerRef]:
-        layer_id = start_id
-        for e in entries:
-            if has_weight:
-                if not e.key.endswith(".weight"):
-                    parts.extend(packed_parts(e.key, e.key, tuple(e.shape), e.dtype, e.loader, shapes))
-                    continue
-                name = e.key[: -len(".weight")]
-            else:
-                name = e.key
-            shape = tuple(int(s) for s in e.shape)
-            yield LayerRef(layer_id=layer_id, name=name, longname=name,
-                           layer_type=type_from_ndim(name, len(e.shape)),
-                           shape=shape, dtype=e.dtype, loader=e.loader, groups=inferred_groups(shape))
-            layer_id += 1
 
-    return append_parts(walk(), parts, start_id)
+def in_network_order(refs: list[LayerRef]) -> list[LayerRef]:
+    """``refs`` listed in network order of their long names (their ids unchanged)."""
+    from .order import network_order
+
+    return [refs[i] for i in network_order([r.longname or r.name for r in refs])]
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,5 +461,9 @@ class StateDictLikeSource(BaseSource):
     def entries(self) -> list[TensorEntry]:
         """The named tensors, in order (each state-dict-like source defines it)."""
 
+    #: number the layers in network order (formats the reference does not read) rather than in
+    #: their stored order (see :func:`number_entries`)
+    network_ids: bool = False
+
     def layers(self) -> Iterator[LayerRef]:
-        return number_entries(self.entries(), self._start_id)
+        return number_entries(self.entries(), self._start_id, network_ids=self.network_ids)

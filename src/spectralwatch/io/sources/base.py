@@ -1,8 +1,11 @@
 """What every source yields: a lazy reference to one candidate layer's weight tensor.
 
-A source walks a model in its natural order and yields one :class:`LayerRef` per candidate
-layer, numbering them like WeightWatcher 0.7.7 does for that kind of input. Nothing is read
-until :meth:`LayerRef.load` is called, so a driver can hold one tensor at a time.
+A source walks a model and yields one :class:`LayerRef` per candidate layer, in network order
+(numbered siblings of names stored alphabetically put back in numeric order, :mod:`.order`),
+numbering them like WeightWatcher 0.7.7 does for that kind of input: where the reference numbers
+names in their stored order (a state dict, a folder), the ids are then not monotone in the
+listing. Nothing is read until :meth:`LayerRef.load` is called, so a driver can hold one tensor at
+a time.
 
 Canonical tensor layout returned by ``load()`` (whatever the framework stored):
 
@@ -82,7 +85,7 @@ class LayerRef:
 
 
 class Source(Protocol):
-    """An opened model: iterable of :class:`LayerRef` in model order."""
+    """An opened model: iterable of :class:`LayerRef` in network order (docs/formats.md, "Layer order")."""
 
     #: short format name, e.g. ``'torch.nn.Module'``, ``'safetensors'``
     format: str

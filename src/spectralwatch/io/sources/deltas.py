@@ -75,6 +75,7 @@ class DeltaSource:
         self.format = f"delta ({getattr(source, 'format', '')} - {getattr(base, 'format', '')})"
         self.description = (f"{getattr(source, 'description', '')} minus base model "
                             f"{getattr(base, 'description', '')}")
+        self.notes = list(getattr(source, "notes", [])) + list(getattr(base, "notes", []))
 
     def layers(self) -> Iterator[LayerRef]:
         refs = list(self._source.layers())

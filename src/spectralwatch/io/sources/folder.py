@@ -5,22 +5,29 @@ Choice of files, first match wins:
 1. ``model.safetensors.index.json``: the shards it names, in sorted file-name order; within a
    shard, its keys in the index's ``weight_map`` order;
 2. ``*.safetensors`` (sorted);
-3. ``pytorch_model.bin.index.json``: its shards (sorted); else ``pytorch_model*.bin``, ``*.pt``,
-   ``*.pth`` (sorted), all loaded without executing pickled code;
+3. ``pytorch_model.bin.index.json``: its shards (sorted); else ``pytorch_model*.bin``,
+   ``adapter_model*.bin``, ``*.pt``, ``*.pth`` (sorted), all loaded without executing pickled code;
 4. ``*.npz`` (sorted);
 5. a sentence-transformers folder (``modules.json``, or ``0_Transformer``-style sub-folders): the
    weights of each module folder in ``modules.json`` order; keys of the first module keep their
    names, the others are prefixed with their folder (``2_Dense.linear``).
 
-A folder holding none of these but exactly one ``.gguf``, ``.onnx``, ``.keras`` or ``.h5`` file
-is read as that file (:func:`single_model_file`).
+Which of these files make one model is decided by :mod:`.layout`: trainer state (``optimizer.pt``,
+``scheduler.pt``, ``rng_state.pth``...) and an adapter beside a full model are left out with a note
+(:attr:`FolderSource.notes`); ``-k-of-n`` shards must all be there; files that share tensor names
+are separate models and raise :class:`~spectralwatch.errors.SeveralModelsError`.
 
 Containment (:mod:`.containment`): every file read is a regular file inside the folder (a symlink may
 point elsewhere inside it, or into the ``blobs`` of a Hugging Face cache snapshot); shards, module
 folders and symlinks that lead outside are refused, ``"."`` in ``modules.json`` is the folder itself
 (not read twice), and module folders nest at most :data:`MAX_MODULE_DEPTH` deep.
 
-Ids start at 0 by default, as WeightWatcher 0.7.7 numbers a folder (a single file starts at 1).
+A folder holding none of these but one ``.gguf`` (or the parts of one split GGUF), ``.onnx``,
+``.keras`` or ``.h5`` file is read as that file (:func:`single_model_file`); several such files are
+separate models (:class:`~spectralwatch.errors.SeveralModelsError`).
+
+Ids start at 0 by default, as WeightWatcher 0.7.7 numbers a folder (a single file starts at 1), in
+the files' stored order as the reference does; the layers are listed in network order (:mod:`.order`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import re
 
 from ...errors import CorruptFileError, UnknownFormatError, UnsafeFileError
 from ._common import FOLDER_START_ID, StateDictLikeSource, TensorEntry, check_start_id, path_text, read_json_file
+from . import layout
 from .budget import DEFAULT_MAX_WORK_RATIO
 from .containment import check_regular, model_roots, resolve_inside
 
@@ -75,7 +83,8 @@ class FolderSource(StateDictLikeSource):
 
     name = "folder"
     reads = ("a folder: sharded safetensors (model.safetensors.index.json), *.safetensors, "
-             "pytorch_model*.bin / *.pt / *.pth (these need torch) or *.npz files")
+             "pytorch_model*.bin / adapter_model*.bin / *.pt / *.pth (these need torch) or *.npz files; "
+             "trainer state left out; several separate models refused")
     module = "numpy"
     format = "folder"
     may_unpickle = True
@@ -92,6 +101,8 @@ class FolderSource(StateDictLikeSource):
         self._trust = bool(trust_pickle)
         self._roots = tuple(roots) if roots else model_roots(self.path)  # what this model may read
         self._depth = depth
+        #: what was left out of the folder and why (trainer state, an adapter, other formats)
+        self.notes: list[str] = []
         self._parts = self._open_parts()
         kinds = sorted({p.format for p in self._parts})
         self.description = f"{self.path} ({len(self._parts)} {'/'.join(kinds)} file{'s' * (len(self._parts) != 1)})"
@@ -111,8 +122,9 @@ class FolderSource(StateDictLikeSource):
         shown = ", ".join(names[:20]) + (f", ... ({len(names)} files)" if len(names) > 20 else "")
         raise UnknownFormatError(
             f"The folder '{folder}' holds no weight file spectralwatch can read (found: {shown or 'no files'}). "
-            f"Expected {SAFETENSORS_INDEX} with its shards, *.safetensors, pytorch_model*.bin, *.pt, "
-            "*.pth or *.npz files, sentence-transformers module folders, or one .gguf, .onnx, .keras or .h5 file."
+            f"Expected {SAFETENSORS_INDEX} with its shards, *.safetensors, pytorch_model*.bin, adapter_model*.bin, "
+            "*.pt, *.pth or *.npz files (trainer state such as optimizer.pt is not model weights), "
+            "sentence-transformers module folders, or one .gguf, .onnx, .keras or .h5 file."
         )
 
     def _root_parts(self, names: list[str]) -> list[StateDictLikeSource]:
@@ -122,6 +134,7 @@ class FolderSource(StateDictLikeSource):
         from .torch_ import TorchFileSource
 
         own = self._own
+        self._note_trainer_state(names)
         if SAFETENSORS_INDEX in names:
             return self._open_index(own(SAFETENSORS_INDEX))
         if BIN_INDEX in names:
@@ -130,14 +143,41 @@ class FolderSource(StateDictLikeSource):
                     for s in sorted(set(self._read_index(index).values()))]
         chosen = [n for n in names if n.lower().endswith(".safetensors")]
         if chosen:
-            return [SafetensorsFileSource(own(n), max_work_ratio=self._ratio) for n in chosen]
-        chosen = [n for n in names
-                  if (n.startswith("pytorch_model") and n.lower().endswith(".bin"))
-                  or n.lower().endswith((".pt", ".pth"))]
+            return self._one_model(chosen, names, lambda name: SafetensorsFileSource(own(name), max_work_ratio=self._ratio))
+        chosen = [n for n in names if not layout.is_trainer_state(n) and (
+            (n.startswith(("pytorch_model", "adapter_model")) and n.lower().endswith(".bin"))
+            or n.lower().endswith((".pt", ".pth")))]
         if chosen:
-            return [TorchFileSource(own(n), trust_pickle=self._trust, max_work_ratio=self._ratio) for n in chosen]
+            return self._one_model(chosen, names, lambda name: TorchFileSource(
+                own(name), trust_pickle=self._trust, max_work_ratio=self._ratio))
         chosen = [n for n in names if n.lower().endswith(".npz")]
-        return [NpzFileSource(own(n), trust_pickle=self._trust, max_work_ratio=self._ratio) for n in chosen]
+        return self._one_model(chosen, names, lambda name: NpzFileSource(
+            own(name), trust_pickle=self._trust, max_work_ratio=self._ratio))
+
+    # ---- which files make the model (rules in layout.py) ---------------------------------------
+    def _note_trainer_state(self, names: list[str]) -> None:
+        state = [n for n in names if layout.is_trainer_state(n) or n == "trainer_state.json"]
+        if state:
+            self.notes.append(f"left out the training state of this checkpoint folder (not model weights): "
+                              f"{', '.join(state)}")
+
+    def _one_model(self, chosen: list[str], names: list[str], open_file) -> list[StateDictLikeSource]:
+        """The parts of the one model among ``chosen`` (see :mod:`.layout`), with the notes of what is left
+        out; ``open_file(name)`` opens one (checked to stay inside the model)."""
+        adapters = [n for n in chosen if layout.is_adapter(n)]
+        if adapters and len(adapters) < len(chosen):
+            chosen = [n for n in chosen if n not in adapters]
+            self.notes.append(f"left out the PEFT adapter {', '.join(adapters)} beside the full model (another "
+                              "model: pass its file, with peft=True to analyse its LoRA products)")
+        others = [n for n in names if n not in chosen and n not in adapters and not layout.is_trainer_state(n)
+                  and n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz") + _SINGLE_FILE_EXTENSIONS)]
+        if chosen and others:
+            self.notes.append(f"read {', '.join(chosen[:3])}{' ...' if len(chosen) > 3 else ''} only; also in the "
+                              f"folder, not read: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}")
+        layout.check_shards(self.path, chosen)
+        parts = [open_file(n) for n in chosen]
+        layout.check_one_model(self.path, chosen, [[e.key for e in p.entries()] for p in parts])
+        return parts
 
     def _own(self, name: str, what: str = "file", named_by: str = "") -> str:
         """``folder/name``, checked: a regular file that is (or whose symlinks lead) inside the model."""
@@ -226,10 +266,14 @@ class FolderSource(StateDictLikeSource):
 
 
 def single_model_file(folder: str) -> str | None:
-    """The one ``.gguf`` / ``.onnx`` / ``.keras`` / ``.h5`` file of a folder without other weights."""
+    """The one ``.gguf`` / ``.onnx`` / ``.keras`` / ``.h5`` model of a folder without other weights.
+
+    The parts of a split GGUF are one model (its first part is returned); several models raise
+    :class:`~spectralwatch.errors.SeveralModelsError` (see :func:`.layout.single_model_files`).
+    """
     names = _files(folder)
-    weights = [n for n in names if n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz"))]
-    single = [n for n in names if n.lower().endswith(_SINGLE_FILE_EXTENSIONS)]
-    if not weights and len(single) == 1 and "modules.json" not in names:
-        return os.path.join(folder, single[0])
-    return None
+    weights = [n for n in names if n.lower().endswith((".safetensors", ".bin", ".pt", ".pth", ".npz"))
+               and not layout.is_trainer_state(n)]
+    if weights or "modules.json" in names:
+        return None
+    return layout.single_model_files(folder, names, _SINGLE_FILE_EXTENSIONS)

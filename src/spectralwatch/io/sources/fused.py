@@ -261,6 +261,7 @@ class FusedSplitSource:
         self.wrapped = (source,)  # the source read
         self.format = getattr(source, "format", "")
         self.description = getattr(source, "description", "")
+        self.notes = list(getattr(source, "notes", []))
 
     def layers(self) -> Iterator[LayerRef]:
         parts: list[LayerRef] = []

@@ -10,8 +10,13 @@ the LM head, ``blk.N.attn_q / attn_k / attn_v / attn_output / attn_qkv`` and
 ``blk.N.ffn_up / ffn_gate / ffn_down`` dense matrices, ``*_norm`` norms. Mixture-of-experts
 tensors ``ffn_*_exps`` (one 3-D tensor for all experts) give one matrix per expert, numbered
 after the other layers. Ids follow the state-dict rule of single files: every ``*.weight``
-tensor takes one, from 1. ``dtype`` is the type of the values analysed, ``quant`` the storage
-quantisation (``'Q4_1'``...; ``''`` for float tensors).
+tensor takes one, from 1, in network order (many files store ``blk.10`` right after ``blk.1``:
+the blocks are put back in numeric order, see :mod:`.order`; the reference does not read GGUF).
+``dtype`` is the type of the values analysed, ``quant`` the storage quantisation (``'Q4_1'``...;
+``''`` for float tensors).
+
+A model split by llama.cpp's ``gguf-split`` (``NAME-00001-of-00003.gguf``...) is one model: given
+any of its files, every part is read (:func:`split_parts`); a missing part is an error that names it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import struct
 from typing import Iterator
 
@@ -29,11 +35,14 @@ from ...errors import CorruptFileError, UnknownFormatError
 from ._common import MAX_DIM, STATE_DICT_START_ID, BaseSource, check_start_id, path_text, type_from_ndim
 from .base import LayerRef
 from .budget import DEFAULT_MAX_WORK_RATIO, Budget, refused_tensor
-from .containment import open_regular
+from .containment import check_regular, open_regular
 from .fused import append_parts
 from .guarded import check_unchanged, file_identity, read_at
 
-__all__ = ["GGUFFileSource", "gguf_layer_type"]
+__all__ = ["GGUFFileSource", "gguf_layer_type", "split_parts", "SPLIT_NAME"]
+
+#: the file names of llama.cpp's gguf-split: ``NAME-00001-of-00003.gguf``
+SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<k>\d{5})-of-(?P<n>\d{5})\.gguf$", re.IGNORECASE)
 
 _FLOATS = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 _INTS = {"I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64"}
@@ -287,39 +296,90 @@ def load_gguf_tensor(path: str, offset: int, nbytes: int, qtype_value: int, shap
     return np.asarray(out, dtype=np.float32).reshape(shape)
 
 
+def split_parts(path: str) -> list[str]:
+    """The files of the split GGUF model ``path`` belongs to (``[path]`` when it is not split).
+
+    ``NAME-0000k-of-0000n.gguf`` (llama.cpp's ``gguf-split``) names part ``k`` of ``n``: the parts
+    are ``NAME-00001-of-0000n.gguf`` ... in the same folder, in this order. Raises
+    :class:`CorruptFileError` naming the missing parts when some are not there.
+    """
+    folder, base = os.path.split(path)
+    match = SPLIT_NAME.match(base)
+    if not match or int(match.group("n")) <= 1:
+        return [path]
+    n = int(match.group("n"))
+    if not 1 <= int(match.group("k")) <= n:
+        raise CorruptFileError(f"The GGUF file name '{base}' says part {int(match.group('k'))} of {n}, which "
+                               "cannot be: is it a renamed file?")
+    suffix = base[match.end("n"):]
+    names = [f"{match.group('stem')}-{k:05d}-of-{match.group('n')}{suffix}" for k in range(1, n + 1)]
+    missing = [name for name in names if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} missing)" if len(missing) > 5 else "")
+        raise CorruptFileError(f"The GGUF model '{path}' is split into {n} files (llama.cpp's gguf-split) and "
+                               f"{len(missing)} of them are missing from '{folder or '.'}': {shown}. Download every "
+                               "part (or merge them with llama-gguf-split --merge) and pass any one of them.")
+    return [os.path.join(folder, name) for name in names]
+
+
+def _check_split_meta(path: str, meta: dict, k: int, n: int) -> None:
+    """A part's own ``split.no`` / ``split.count`` must agree with its file name."""
+    count, number = meta.get("split.count"), meta.get("split.no")
+    if isinstance(count, int) and count != n:
+        raise CorruptFileError(f"The GGUF file '{path}' is named as one of {n} parts but its metadata says "
+                               f"split.count = {count}.")
+    if isinstance(number, int) and number != k:
+        raise CorruptFileError(f"The GGUF file '{path}' is named as part {k + 1} of {n} but its metadata says "
+                               f"split.no = {number} (part {number + 1}).")
+
+
 class GGUFFileSource(BaseSource):
-    """A ``.gguf`` file: header at open, one dequantised tensor per load."""
+    """A ``.gguf`` file (or the parts of a split one): header at open, one dequantised tensor per load."""
 
     name = "gguf"
-    reads = (".gguf files (llama.cpp), memory-mapped, one tensor dequantised at a time "
-             "(F32/F16/BF16, Q4_0/Q4_1/Q5/Q8, K-quants...)")
+    reads = (".gguf files (llama.cpp; split files -00001-of-0000n read as one model), memory-mapped, one "
+             "tensor dequantised at a time (F32/F16/BF16, Q4_0/Q4_1/Q5/Q8, K-quants...)")
     module = "gguf"
     extra = "gguf"
     format = "gguf"
     extensions = (".gguf",)
 
     def __init__(self, path, *, start_id=None, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
+        from .order import network_order
+
         self.path = path_text(path)
         self._start_id = check_start_id(start_id, STATE_DICT_START_ID)
         gguf = require("gguf", purpose=f"read the GGUF file '{self.path}'")
-        self._identity = file_identity(self.path)
-        meta, tensors = read_gguf_header(self.path, gguf, max_work_ratio)
-        check_unchanged(self.path, self._identity, "its header")
-        self._tensors = [(n, q, shape, off, nb, _dequantisable(gguf, q)) for n, q, shape, off, nb, _ in tensors]
-        self._refused = {(off, nb): why for _, _, _, off, nb, why in tensors if why}
-        arch = meta.get("general.architecture")
+        self.files = split_parts(self.path)
+        tensors, first_meta = [], None
+        self._identity: dict = {}
+        self._refused: dict = {}
+        for k, part in enumerate(self.files):
+            if part != self.path:
+                check_regular(part, "part of the split GGUF file")  # (a sibling: never a FIFO or a device)
+            self._identity[part] = file_identity(part)
+            meta, found = read_gguf_header(part, gguf, max_work_ratio)
+            check_unchanged(part, self._identity[part], "its header")
+            if len(self.files) > 1:
+                _check_split_meta(part, meta, k, len(self.files))
+            first_meta = meta if first_meta is None else first_meta
+            tensors += [(n, q, shape, off, nb, _dequantisable(gguf, q), part) for n, q, shape, off, nb, _ in found]
+            self._refused.update({(part, off, nb): why for _, _, _, off, nb, why in found if why})
+        self._tensors = [tensors[i] for i in network_order([t[0] for t in tensors])]
+        arch = first_meta.get("general.architecture")
         self.architecture = arch if isinstance(arch, str) else ""
-        self.description = f"{self.path} (GGUF{', ' + self.architecture if self.architecture else ''})"
+        split = f", split into {len(self.files)} files" if len(self.files) > 1 else ""
+        self.description = f"{self.path} (GGUF{', ' + self.architecture if self.architecture else ''}{split})"
 
-    def _ref(self, layer_id, key, qtype, shape, offset, nbytes, ok) -> LayerRef:
+    def _ref(self, layer_id, key, qtype, shape, offset, nbytes, ok, path) -> LayerRef:
         name = key[: -len(".weight")] if key.endswith(".weight") else key
         qname = qtype.name
         dtype = _FLOATS.get(qname) or _INTS.get(qname) or "float32"
         quant = "" if qname in _FLOATS else qname
         skip = "" if ok else f"quantisation {qname} cannot be dequantised by the installed gguf package"
-        loader = functools.partial(load_gguf_tensor, self.path, offset, nbytes, int(qtype), shape, self._identity)
-        if (offset, nbytes) in self._refused:
-            loader = functools.partial(refused_tensor, self._refused[(offset, nbytes)])
+        loader = functools.partial(load_gguf_tensor, path, offset, nbytes, int(qtype), shape, self._identity[path])
+        if (path, offset, nbytes) in self._refused:
+            loader = functools.partial(refused_tensor, self._refused[(path, offset, nbytes)])
         return LayerRef(layer_id=layer_id, name=name, longname=name, layer_type=gguf_layer_type(name, len(shape)),
                         shape=shape, dtype=dtype, loader=loader, quant=quant, skip=skip)
 
@@ -330,15 +390,15 @@ class GGUFFileSource(BaseSource):
     def _walk(self, parts: list) -> Iterator[LayerRef]:
         has_weight = any(t[0].endswith(".weight") for t in self._tensors)
         layer_id = self._start_id
-        for key, qtype, shape, offset, nbytes, ok in self._tensors:
+        for key, qtype, shape, offset, nbytes, ok, path in self._tensors:
             if has_weight and not key.endswith(".weight"):
                 continue
-            ref = self._ref(layer_id, key, qtype, shape, offset, nbytes, ok)
+            ref = self._ref(layer_id, key, qtype, shape, offset, nbytes, ok, path)
             if len(shape) == 3 and "_exps" in key and shape[0] > 0 and nbytes % shape[0] == 0:
                 # experts are the slowest axis: expert k's rows are one contiguous byte range
                 step = nbytes // shape[0]
                 for k in range(shape[0]):
-                    part = self._ref(-1, key, qtype, shape[1:], offset + k * step, step, ok)
+                    part = self._ref(-1, key, qtype, shape[1:], offset + k * step, step, ok, path)
                     parts.append(_renamed(part, f"{ref.name}.{k}", "dense"))
                 ref = _skipped(ref, f"a mixture-of-experts tensor: analysed as its {shape[0]} experts "
                                     f"'{ref.name}.0' ... (numbered after the other layers)")

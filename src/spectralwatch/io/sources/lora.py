@@ -133,6 +133,7 @@ class LoraSource:
         self._where = where or getattr(source, "description", "the adapter")
         self.format = f"peft ({getattr(source, 'format', '')})"
         self.description = f"LoRA adapter {self._where}"
+        self.notes = list(getattr(source, "notes", []))
 
     def _pairs(self, refs):
         pairs: dict = {}

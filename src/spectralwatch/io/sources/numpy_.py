@@ -140,6 +140,9 @@ class NpzFileSource(StateDictLikeSource):
     format = "npz"
     extensions = (".npz",)
     may_unpickle = True
+    #: the reference does not read .npz files: numbered in network order (savez of a sorted dict
+    #: stores ``layers.10`` before ``layers.2``)
+    network_ids = True
 
     def __init__(self, path, *, start_id=None, trust_pickle: bool = False, max_work_ratio=DEFAULT_MAX_WORK_RATIO):
         self.path = path_text(path)

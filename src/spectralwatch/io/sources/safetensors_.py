@@ -4,7 +4,9 @@ The header (8-byte little-endian length + JSON) is parsed and fully validated be
 allocated; each loader then reads only its own byte range. bfloat16 and the 8-bit float formats
 are widened to float32 here (numpy has no such dtypes), so torch is not needed.
 
-Tensor order is the sorted key order, the order of ``safetensors.safe_open(...).keys()``.
+Tensors are stored in sorted key order (that of ``safetensors.safe_open(...).keys()``); a single
+file is numbered and listed in network order (``layers.2`` before ``layers.10``, see
+:mod:`.order`); a folder keeps the reference's numbering (see :mod:`.folder`).
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ class SafetensorsFileSource(StateDictLikeSource):
     module = "numpy"
     format = "safetensors"
     extensions = (".safetensors",)
+    #: the reference does not read a single file: numbered in network order (keys are stored sorted)
+    network_ids = True
 
     def __init__(self, path, *, start_id=None, order: list[str] | None = None,
                  max_work_ratio=DEFAULT_MAX_WORK_RATIO):

@@ -25,14 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BINS, COLORS, WELL_TRAINED, new_axes, Canvas, add_legend, positive_values, shorten, set_title
+from .base import (BINS, COLORS, WELL_TRAINED, Canvas, add_legend, new_axes, positive_values, set_title, shorten,
+                   step_hist)
+from .kinds import DEFAULT_FIGURES, FIGURE_KINDS, resolve_kinds
 from .model import alpha_by_layer, alpha_histogram, layer_groups, layer_label, layer_type_breakdown
 
 __all__ = [
     "esd_loglog", "esd_linear", "esd_loglinear", "ks_distance", "alpha_vs_xmin",
     "alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label",
-    "model_name", "plot_id", "save_figures", "draw_layer_figure", "fit_figure",
-    "LAYER_FIGURES", "MODEL_FIGURES", "COLORS", "WELL_TRAINED",
+    "model_name", "plot_id", "save_figures", "draw_layer_figure", "fit_figure", "draw_model_figure",
+    "LAYER_FIGURES", "MODEL_FIGURES", "FIGURE_KINDS", "DEFAULT_FIGURES", "COLORS", "WELL_TRAINED",
 ]
 
 
@@ -82,21 +84,20 @@ def esd_loglog(evals, fit=None, *, ax=None, title=None, bins=BINS):
     ax = new_axes(ax)
     x = positive_values(evals)
     if x.size:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         lo, hi = float(x.min()), float(x.max())
         edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1) if hi > lo else np.array([lo * 0.9, lo * 1.1])
         counts, _ = np.histogram(x, bins=edges)
         dens = counts / (x.size * np.diff(edges))
         shown = np.where(counts > 0, dens, np.nan)
-        ax.stairs(shown, edges, fill=True, color=COLORS["esd"], alpha=0.35)
-        ax.stairs(shown, edges, color=COLORS["esd"], linewidth=1.0, label="ESD (density)")
+        step_hist(ax, shown, edges, color=COLORS["esd"], alpha=0.35, label="ESD (density)")
         if _fitted(fit):
             xs = np.geomspace(fit.xmin, fit.xmax, 64)
             frac = np.count_nonzero(x >= fit.xmin) / x.size
             ys = frac * (fit.alpha - 1.0) / fit.xmin * (xs / fit.xmin) ** (-fit.alpha)
             ax.plot(xs, ys, color=COLORS["fit"], linestyle="--", linewidth=2.0,
                     label=f"power law, α = {fit.alpha:.2f}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
     _xmin_lines(ax, fit)
     ax.set_xlabel("eigenvalue λ of WᵀW (log scale)")
     ax.set_ylabel("density ρ(λ) (log scale)")
@@ -118,7 +119,7 @@ def esd_linear(evals, fit=None, *, ax=None, title=None, bins=BINS):
     if x.size:
         counts, edges = np.histogram(x, bins=bins)
         dens = counts / (x.size * np.diff(edges)) if np.ptp(x) > 0 else counts.astype(float)
-        ax.stairs(dens, edges, fill=True, color=COLORS["esd"], alpha=0.55, label="ESD")
+        step_hist(ax, dens, edges, color=COLORS["esd"], alpha=0.55, outline=False, label="ESD")
     _xmin_lines(ax, fit)
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylabel("density ρ(λ)")
@@ -140,7 +141,7 @@ def esd_loglinear(evals, fit=None, *, ax=None, title=None, bins=BINS):
         lx = np.log10(x)
         counts, edges = np.histogram(lx, bins=bins)
         dens = counts / (x.size * np.diff(edges)) if np.ptp(lx) > 0 else counts.astype(float)
-        ax.stairs(dens, edges, fill=True, color=COLORS["esd"], alpha=0.55, label="ESD of log10 λ")
+        step_hist(ax, dens, edges, color=COLORS["esd"], alpha=0.55, outline=False, label="ESD of log10 λ")
     if _fitted(fit):
         ax.axvline(math.log10(fit.xmin), color=COLORS["xmin"], linestyle=":", linewidth=1.6,
                    label=f"log10 λmin = {math.log10(fit.xmin):.2f}")
@@ -243,11 +244,7 @@ LAYER_FIGURES = {
     "esd5": "alpha vs candidate xmin",
 }
 #: per-model figures written by :func:`save_figures` (not in WeightWatcher)
-MODEL_FIGURES = {
-    "alpha-by-layer": "alpha and alpha_weighted per layer in network order",
-    "alpha-histogram": "histogram of alpha",
-    "layer-groups": "alpha by kind of layer",
-}
+MODEL_FIGURES = {k.name: k.shows for k in FIGURE_KINDS.values() if k.scope == "model"}
 
 
 def plot_id(row) -> str:
@@ -291,32 +288,35 @@ def fit_figure(fit, *, ax=None, title=None):
 
 
 def _extra_drawers(report):
-    """Per-layer figures of the optional analyses this report holds (see plots_rmt)."""
+    """Per-layer figures of the Random-Matrix-Theory analyses and the spacings (see plots_rmt)."""
     from . import rmt as plots_rmt
 
     return plots_rmt.drawers(report)
 
 
-def save_figures(report, directory, *, layers=None, model=True, kinds=None, dpi=100, fmt="png",
+def save_figures(report, directory, *, kinds=None, layers=None, model=True, dpi=100, fmt="png",
                  progress=False, inputs=()) -> list:
     """Write the figures of a report to ``directory`` (created if needed); returns the paths.
 
-    Per layer, WeightWatcher's names ``ww.layer{id}.{kind}.{fmt}`` (``{id}`` is
-    ``layer_id:slice_id`` for unpooled conv slices): ``esd``, ``esd2``, ``esd3``, ``esd4``,
-    ``esd5`` (see :data:`LAYER_FIGURES`), plus those of the optional analyses the report holds
-    (``mpfit1``/``mpfit2``, ``randesd1``/``randesd2``, ``detX``, ``deltaEs``/``level-stats``).
-    Per model (``model=True``): ``model.{name}.{fmt}`` for the names of :data:`MODEL_FIGURES`.
+    Which figures: ``kinds`` (see :data:`FIGURE_KINDS` and docs/figures.md). By default
+    (:data:`DEFAULT_FIGURES`) the three model figures ``model.{kind}.{fmt}`` and, per layer, the
+    log-log ESD with its power-law fit, ``ww.layer{id}.esd.{fmt}`` (``{id}`` is
+    ``layer_id:slice_id`` for unpooled conv slices): one figure per layer. ``kinds='all'`` writes
+    every figure WeightWatcher 0.7.7's ``plot=True`` writes for the analyses the report holds,
+    under its file names (``esd`` ... ``esd5``, ``mpfit1``/``mpfit2``, ``randesd1``/``randesd2``,
+    ``detX``, ``deltaEs``/``level-stats``), plus the model figures: what ``analyze(plot=True)`` writes.
 
     Parameters
     ----------
     report : Report
     directory : str or Path
+    kinds : None, 'all', str or iterable of str
+        Kind names (``'esd,ks'`` or ``['esd', 'ks']``; WeightWatcher's file names such as ``esd2``
+        are accepted), ``'all'``, or None for :data:`DEFAULT_FIGURES`.
     layers : iterable of int, optional
         Layer ids to draw (default: all).
     model : bool
-        Also write the per-model figures.
-    kinds : iterable of str, optional
-        Restrict to these per-layer kinds (default: all that apply).
+        False leaves out the model figures whatever ``kinds`` says.
     dpi : int
     fmt : {'png', 'svg', 'pdf'}
     progress : bool
@@ -326,29 +326,36 @@ def save_figures(report, directory, *, layers=None, model=True, kinds=None, dpi=
         ``report.inputs`` (:mod:`spectralwatch.io.outputs`): a folder that is, or lies inside, an input
         folder, or that is a symlink or not a folder, is refused
         (:class:`~spectralwatch.errors.OutputPathError`).
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown kind, or one the report cannot draw (``randomized`` without ``randomize=True``).
     """
     from ...io.outputs import check_output_folder, protected_paths
     from ..progress import Progress
 
+    chosen = resolve_kinds(kinds, getattr(report, "options", None))
     protected = protected_paths([*(getattr(report, "inputs", ()) or ()), *(inputs or ())])
     out = check_output_folder(directory, protected)
     out.mkdir(parents=True, exist_ok=True)
     canvas = Canvas(dpi=dpi, fmt=fmt, inputs=protected)
-    extras = _extra_drawers(report)
-    wanted = None if kinds is None else set(kinds)
+    files = [f for k in chosen if k.scope == "layer" for f in k.files]
+    extras = _extra_drawers(report) if any(f not in LAYER_FIGURES for f in files) else {}
     keep = None if layers is None else {int(i) for i in layers}
     written = []
-    rows = [r for r in report.details.to_dict("records") if keep is None or int(r["layer_id"]) in keep]
+    rows = [r for r in report.details.to_dict("records") if keep is None or int(r["layer_id"]) in keep] \
+        if files else []
     with Progress(len(rows), enabled=bool(progress)) as bar:
         for row in rows:
-            written += _save_layer(canvas, out, row, report, extras, wanted, fmt)
+            written += _save_layer(canvas, out, row, report, extras, files, fmt)
             bar.update(f"figures of {layer_label(row)}")
     if model:
-        written += _save_model(report, out, canvas, fmt)
+        written += _save_model(report, out, canvas, fmt, [k.name for k in chosen if k.scope == "model"])
     return written
 
 
-def _save_layer(canvas, out: Path, row: dict, report, extras: dict, wanted, fmt: str) -> list:
+def _save_layer(canvas, out: Path, row: dict, report, extras: dict, files: list, fmt: str) -> list:
     key = (row["layer_id"], int(row["slice_id"]) if "slice_id" in row else 0)
     try:
         evals, fit = report.get_ESD(key), report.get_fit(key)
@@ -356,14 +363,12 @@ def _save_layer(canvas, out: Path, row: dict, report, extras: dict, wanted, fmt:
         return []
     written = []
     title = layer_title(row)
-    for kind in list(LAYER_FIGURES) + list(extras):
-        if wanted is not None and kind not in wanted:
-            continue
-        ax = canvas.axes(kind)
-        drawn = extras[kind](ax, row, evals, fit, title) if kind in extras else draw_layer_figure(
-            kind, ax, evals, fit, title)
+    for name in files:
+        ax = canvas.axes(name)
+        drawn = extras[name](ax, row, evals, fit, title) if name in extras else draw_layer_figure(
+            name, ax, evals, fit, title)
         if drawn:
-            written.append(canvas.save(out / f"ww.layer{plot_id(row)}.{kind}.{fmt}"))
+            written.append(canvas.save(out / f"ww.layer{plot_id(row)}.{name}.{fmt}"))
     return written
 
 
@@ -376,15 +381,29 @@ def model_name(report) -> str:
     return source or "model"
 
 
-def _save_model(report, out: Path, canvas: Canvas, fmt: str) -> list:
+def draw_model_figure(kind: str, canvas: Canvas, details, title: str = "") -> None:
+    """Draw the model figure ``kind`` (:data:`MODEL_FIGURES`) on ``canvas`` (its own figure, reused)."""
+    if kind == "alpha-by-layer":
+        if "alpha_weighted" in details:
+            top, bottom = canvas.panels(kind, 2, height_ratios=(3, 2), figsize=(6.4, 5.6))
+            alpha_by_layer(details, ax=top, weighted_ax=bottom, title=title)
+        else:
+            alpha_by_layer(details, ax=canvas.axes(kind), title=title)
+    elif kind == "alpha-histogram":
+        alpha_histogram(details, ax=canvas.axes(kind), title=title)
+    elif kind == "layer-groups":
+        ax = canvas.axes(kind)
+        layer_type_breakdown(details, ax=ax, title=title)
+        labels = [t.get_text() for t in ax.get_yticklabels()] or [""]
+        canvas.fig.subplots_adjust(left=min(0.5, 0.08 + 0.0115 * max(map(len, labels))))
+    else:
+        raise ValueError(f"unknown model figure {kind!r} (known: {', '.join(MODEL_FIGURES)})")
+
+
+def _save_model(report, out: Path, canvas: Canvas, fmt: str, kinds: list) -> list:
     written = []
     name = model_name(report)
-    for kind, draw in (("alpha-by-layer", alpha_by_layer), ("alpha-histogram", alpha_histogram),
-                       ("layer-groups", layer_type_breakdown)):
-        ax = canvas.axes()
-        draw(report.details, ax=ax, title=name)
-        if kind == "layer-groups":
-            labels = [t.get_text() for t in ax.get_yticklabels()] or [""]
-            canvas.fig.subplots_adjust(left=min(0.5, 0.08 + 0.0115 * max(map(len, labels))))
+    for kind in kinds:
+        draw_model_figure(kind, canvas, report.details, name)
         written.append(canvas.save(out / f"model.{kind}.{fmt}"))
     return written

@@ -11,9 +11,9 @@ import re
 
 import numpy as np
 
-from .base import COLORS, WELL_TRAINED, new_axes, add_legend, shorten, set_title
 from ..safe_text import figure_text
 from ..wording import fit_reliable
+from .base import COLORS, WELL_TRAINED, add_legend, new_axes, new_panels, set_title, shorten
 
 __all__ = ["alpha_by_layer", "alpha_histogram", "layer_type_breakdown", "layer_groups", "layer_label"]
 
@@ -31,20 +31,28 @@ def _ok(details):
     return details
 
 
-def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, color=None, clip=12.0):
-    """Alpha per layer in network order, with the well-trained band [2, 6].
+def alpha_by_layer(details, *, ax=None, weighted_ax=None, title=None, weighted=True, label=None, color=None,
+                   clip=12.0):
+    """Alpha per layer in network order, with the well-trained band [2, 6]; ``alpha_weighted`` on its own axis.
 
     Points are coloured by warning (over-trained below 2, under-trained above 6; grey for an
-    unreliable fit, ``fit_reliable`` false, whatever its warning); with
-    ``weighted=True`` ``alpha_weighted`` is drawn on the same axes as hollow markers. Values
-    above ``clip`` are drawn as triangles at the top edge so that the band stays readable.
+    unreliable fit, ``fit_reliable`` false, whatever its warning). Values above
+    ``clip`` are drawn as triangles at the top edge so that the band stays readable.
+    ``alpha_weighted`` (alpha times log10 of the largest eigenvalue: a scale, not an exponent, and
+    negative when that eigenvalue is below 1) never shares alpha's axis: it is drawn on
+    ``weighted_ax`` (a second panel below), or, when only ``ax`` is given, on a twin axis with its
+    own scale and label on the right. With ``ax=None`` a new figure holds both panels.
 
     Parameters
     ----------
     details : pandas.DataFrame
         ``report.details``.
+    ax : matplotlib Axes, optional
+        Where alpha is drawn.
+    weighted_ax : matplotlib Axes, optional
+        Where ``alpha_weighted`` is drawn (best: a panel below ``ax`` sharing its x axis).
     weighted : bool
-        Also draw ``alpha_weighted`` (when the column exists).
+        Also draw ``alpha_weighted`` (when the column exists; not with ``color``).
     label : str, optional
         Name of the model in the legend (when several models share the axes).
     color : str, optional
@@ -54,7 +62,11 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
     Returns
     -------
     matplotlib.axes.Axes
+        The Axes of alpha (``ax``); the figure also holds that of ``alpha_weighted``.
     """
+    show_weighted = bool(weighted) and "alpha_weighted" in details and not color
+    if ax is None and show_weighted and weighted_ax is None:
+        ax, weighted_ax = new_panels(2)
     ax = new_axes(ax)
     ok = _ok(details)
     pos = np.arange(len(details))[np.asarray(details.index.isin(ok.index))]
@@ -83,21 +95,51 @@ def alpha_by_layer(details, *, ax=None, title=None, weighted=True, label=None, c
         above = alpha > top
         ax.scatter(pos[above], np.full(int(above.sum()), top), marker="^", s=40, zorder=4,
                    color=COLORS["under-trained"], label=f"α > {top:g} (clipped)")
-    if weighted and "alpha_weighted" in ok and not color:
-        aw = ok["alpha_weighted"].to_numpy(dtype=float)
-        ax.plot(pos, np.minimum(aw, top) if top else aw, linestyle="--", color=COLORS["second"],
-                linewidth=0.8, marker="o", markersize=4, markerfacecolor="none", label="α̂ = alpha_weighted")
     failed = np.setdiff1d(np.arange(len(details)), pos)
     if failed.size:
         ax.scatter(failed, np.full(failed.size, 1.0), marker="x", color=COLORS["failed"],
                    label=f"failed fit, no α ({failed.size})")
     _int_ticks(ax)
-    ax.set_xlabel("layer, in network order")
     ax.set_ylabel("α")
     mean = float(np.nanmean(alpha)) if alpha.size else float("nan")
     set_title(ax, title, f"mean α = {mean:.2f} over {alpha.size} layers" if alpha.size and not color else "")
-    add_legend(ax, loc="best" if len(details) < 400 else "upper right")
+    add_legend(ax, loc="upper right")
+    if show_weighted:
+        aw = ok["alpha_weighted"].to_numpy(dtype=float)
+        twin = weighted_ax is None
+        weighted_ax = ax.twinx() if twin else weighted_ax
+        _weighted(weighted_ax, pos, aw, alpha > top if top is not None else np.zeros(aw.size, bool), twin)
+        weighted_ax.set_xlabel("" if twin else "layer, in network order")
+        ax.set_xlabel("layer, in network order" if twin else "")
+    else:
+        ax.set_xlabel("layer, in network order")
     return ax
+
+
+def _weighted(ax, pos, aw, runaway, twin: bool) -> None:
+    """alpha_weighted per layer on its own axis; the layers whose alpha was clipped are clipped here too."""
+    finite = np.isfinite(aw)
+    keep = finite & ~runaway
+    lo, hi = (float(aw[keep].min()), float(aw[keep].max())) if keep.any() else (
+        (float(aw[finite].min()), float(aw[finite].max())) if finite.any() else (0.0, 1.0))
+    pad = 0.08 * (hi - lo) if hi > lo else 1.0
+    lo, hi = lo - pad, hi + pad
+    shown = np.clip(aw, lo, hi)
+    color = COLORS["second"]
+    ax.plot(pos, shown, linestyle="--", color=color, linewidth=0.8, marker="o", markersize=4,
+            markerfacecolor="none", label="alpha_weighted = α · log10 λmax")
+    out = finite & ((aw > hi) | (aw < lo))
+    if out.any():
+        ax.scatter(pos[out], shown[out], marker="^", s=36, zorder=4, color=COLORS["under-trained"],
+                   label=f"alpha_weighted off the axis ({int(out.sum())})")
+    if lo < 0 < hi:
+        ax.axhline(0.0, color="grey", linewidth=0.6)
+    ax.set_ylim(lo, hi)
+    ax.set_ylabel("alpha_weighted", color=color if twin else "black")
+    if twin:
+        ax.tick_params(axis="y", colors=color)
+    else:
+        add_legend(ax, loc="upper right")
 
 
 def _int_ticks(ax) -> None:

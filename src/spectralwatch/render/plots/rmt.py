@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from .base import COLORS, new_axes, add_legend, positive_values, set_title
+from .base import COLORS, add_legend, new_axes, positive_values, set_title, step_hist
+from .kinds import option_value
 
 __all__ = ["mp_fit", "quarter_circle_fit", "randomized_esd", "detx", "level_spacings", "level_statistics",
            "drawers"]
@@ -67,7 +68,7 @@ def mp_fit(evals, Q: float, M: int, *, mp=None, method="quantile", ax=None, titl
     cut = mp.edge * mp.W_scale ** 2
     right = min(float(xr.max()), 3.0 * cut)  # the bulk stays readable; far spikes are counted
     counts, edges = np.histogram(xr, bins=bins, range=(0.0, right))
-    ax.stairs(counts / (xr.size * np.diff(edges)), edges, fill=True, color=COLORS["esd"], alpha=0.5,
+    step_hist(ax, counts / (xr.size * np.diff(edges)), edges, color=COLORS["esd"], alpha=0.5, outline=False,
               label="rescaled ESD")
     grid = np.linspace(max(edges[0], 1e-9), edges[-1], 600)
     ax.plot(grid, marchenko_pastur_pdf(grid, Q, mp.sigma), color=COLORS["fit"], linewidth=2.0,
@@ -105,7 +106,7 @@ def quarter_circle_fit(evals, M: int, *, mp=None, method="quantile", ax=None, ti
         return ax
     s = np.sqrt(np.clip(x * mp.W_scale ** 2, 0.0, None))
     counts, edges = np.histogram(s, bins=bins)
-    ax.stairs(counts / (s.size * np.diff(edges)), edges, fill=True, color=COLORS["esd"], alpha=0.5,
+    step_hist(ax, counts / (s.size * np.diff(edges)), edges, color=COLORS["esd"], alpha=0.5, outline=False,
               label="singular values (rescaled)")
     grid = np.linspace(0.0, max(edges[-1], 2 * mp.sigma), 600)
     ax.plot(grid, quarter_circle_pdf(grid, mp.sigma), color=COLORS["fit"], linewidth=2.0,
@@ -145,8 +146,8 @@ def randomized_esd(evals, rand_evals, *, log=False, rand_bulk_max=None, ax=None,
         edges = np.histogram_bin_edges(both, bins=bins)
         for data, color, label in ((real, COLORS["band"], "real"), (rand, COLORS["random"], "randomized")):
             counts, _ = np.histogram(tf(data), bins=edges)
-            ax.stairs(counts / max(data.size, 1) / np.diff(edges), edges, fill=True, color=color, alpha=0.5,
-                      label=f"{label} ESD")
+            step_hist(ax, counts / max(data.size, 1) / np.diff(edges), edges, color=color, alpha=0.5,
+                      outline=False, label=f"{label} ESD")
         ax.axvline(tf(rand.max()), color=COLORS["xmax"], linestyle=":", linewidth=1.6,
                    label=f"largest randomized λ = {rand.max():.3g}")
         if rand_bulk_max is not None and np.isfinite(rand_bulk_max) and rand_bulk_max > 0:
@@ -180,7 +181,7 @@ def detx(evals, *, fit=None, ax=None, title=None, bins=BINS):
         return ax
     xr, scale = rescale_to_unit_mean(x)
     counts, edges = np.histogram(np.log10(xr), bins=bins)
-    ax.stairs(counts / (xr.size * np.diff(edges)), edges, fill=True, color=COLORS["esd"], alpha=0.5,
+    step_hist(ax, counts / (xr.size * np.diff(edges)), edges, color=COLORS["esd"], alpha=0.5, outline=False,
               label="rescaled ESD")
     ax.axvline(math.log10(det.val_rescaled), color=COLORS["random"], linewidth=2.0,
                label=f"detX = 1 cut: {det.num} eigenvalues above")
@@ -231,7 +232,7 @@ def level_statistics(evals, *, ax=None, title=None, bins=BINS):
     d = d[d > 0]
     if d.size:
         counts, edges = np.histogram(np.log10(d), bins=bins)
-        ax.stairs(counts / (d.size * np.diff(edges)), edges, fill=True, color=COLORS["esd"], alpha=0.55)
+        step_hist(ax, counts / (d.size * np.diff(edges)), edges, color=COLORS["esd"], alpha=0.55, outline=False)
     ax.set_xlabel("log10 Δλ")
     ax.set_ylabel("density")
     set_title(ax, title, "level statistics (spacings of the sorted eigenvalues)")
@@ -241,42 +242,43 @@ def level_statistics(evals, *, ax=None, title=None, bins=BINS):
 # ---- for save_figures ------------------------------------------------------------------------
 
 def drawers(report) -> dict:
-    """``{kind: draw(ax, row, evals, fit, title) -> bool}`` for the analyses this report holds."""
-    opts = report.options.analyses
-    method = opts.mp_fit_method
-    out = {}
-    if opts.mp_fit:
-        def mpfit1(ax, row, evals, fit, title):
-            if abs(float(row["Q"]) - 1.0) > 1e-12:
-                return False  # WeightWatcher draws the quarter circle only for square matrices
-            quarter_circle_fit(evals, int(row["M"]), method=method, ax=ax, title=title)
+    """``{file name: draw(ax, row, evals, fit, title) -> bool}`` of the figures of this module.
+
+    Every one can be drawn from a layer's eigenvalues (the Marchenko-Pastur fit and the detX cut
+    are computed when the report does not hold them) except the randomized ESD, which needs
+    ``analyze(randomize=True)`` (its drawer returns False without it). Which are written is chosen
+    by :func:`spectralwatch.render.plots.kinds.resolve_kinds`.
+    """
+    method = option_value(report.options, "mp_fit_method", "quantile")
+
+    def mpfit1(ax, row, evals, fit, title):
+        if abs(float(row["Q"]) - 1.0) > 1e-12:
+            return False  # WeightWatcher draws the quarter circle only for square matrices
+        quarter_circle_fit(evals, int(row["M"]), method=method, ax=ax, title=title)
+        return True
+
+    def mpfit2(ax, row, evals, fit, title):
+        mp_fit(evals, float(row["Q"]), int(row["M"]), method=method, ax=ax, title=title)
+        return True
+
+    def rand(log):
+        def draw(ax, row, evals, fit, title):
+            try:
+                random = report.get_ESD((row["layer_id"], int(row.get("slice_id", 0) or 0)), random=True)
+            except KeyError:
+                return False
+            randomized_esd(evals, random, log=log, rand_bulk_max=row.get("rand_bulk_max"), ax=ax, title=title)
             return True
+        return draw
 
-        def mpfit2(ax, row, evals, fit, title):
-            mp_fit(evals, float(row["Q"]), int(row["M"]), method=method, ax=ax, title=title)
-            return True
+    def spacings(ax, row, evals, fit, title):
+        ok = fit is not None and getattr(fit, "status", "") == "success"
+        level_spacings(evals, xmin=fit.xmin if ok else None, ax=ax, title=title)
+        return True
 
-        out.update(mpfit1=mpfit1, mpfit2=mpfit2)
-    if opts.randomize:
-        def rand(log):
-            def draw(ax, row, evals, fit, title):
-                try:
-                    random = report.get_ESD((row["layer_id"], int(row.get("slice_id", 0) or 0)), random=True)
-                except KeyError:
-                    return False
-                randomized_esd(evals, random, log=log, rand_bulk_max=row.get("rand_bulk_max"), ax=ax, title=title)
-                return True
-            return draw
-
-        out.update(randesd1=rand(False), randesd2=rand(True))
-    if opts.detX:
-        out["detX"] = lambda ax, row, evals, fit, title: detx(evals, fit=fit, ax=ax, title=title) is not None
-    if report.options.figures.deltas:
-        def spacings(ax, row, evals, fit, title):
-            ok = fit is not None and getattr(fit, "status", "") == "success"
-            level_spacings(evals, xmin=fit.xmin if ok else None, ax=ax, title=title)
-            return True
-
-        out["deltaEs"] = spacings
-        out["level-stats"] = lambda ax, row, evals, fit, title: level_statistics(evals, ax=ax, title=title) is not None
-    return out
+    return {
+        "mpfit1": mpfit1, "mpfit2": mpfit2, "randesd1": rand(False), "randesd2": rand(True),
+        "detX": lambda ax, row, evals, fit, title: detx(evals, fit=fit, ax=ax, title=title) is not None,
+        "deltaEs": spacings,
+        "level-stats": lambda ax, row, evals, fit, title: level_statistics(evals, ax=ax, title=title) is not None,
+    }
