@@ -17,8 +17,11 @@ from spectralwatch import (InvalidParameterError, NoLayersError, NotYetSupported
 
 def planted(n, m, alpha, rng):
     """W = U diag(sqrt(lambda)) V^T with lambda ~ Pareto(alpha): ESD density ~ lambda^-alpha."""
-    u, _ = np.linalg.qr(rng.standard_normal((n, m)))
-    v, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # threaded LAPACK spins on a busy machine (a 3000 x 1500 QR: 50 s, not 1 s)
+        u, _ = np.linalg.qr(rng.standard_normal((n, m)))
+        v, _ = np.linalg.qr(rng.standard_normal((m, m)))
     lam = rng.pareto(alpha - 1, m) + 1.0
     return (u * np.sqrt(lam)) @ v.T
 
