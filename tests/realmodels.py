@@ -17,6 +17,8 @@ from spectralwatch.errors import SpectralWatchError
 
 __all__ = ["MODELS", "ModelUnavailable", "cache_dir", "fetch", "fetch_or_raise", "load_state_dict"]
 
+#: names fetched by the running test (conftest.py checks its marker)
+USED: list = []
 _FAILED: dict = {}  # name -> reason: a failed download is not retried within one process
 
 
@@ -26,6 +28,7 @@ class ModelUnavailable(RuntimeError):
 
 def fetch_or_raise(name: str, timeout: float = 600.0) -> pathlib.Path:
     """Path to the main weight file of ``name`` (see :data:`MODELS`), downloading it the first time."""
+    USED.append(name)  # the tier check in conftest.py: a test on a real network is marked `models`
     if name in _FAILED:
         raise ModelUnavailable(_FAILED[name])
     try:

@@ -25,6 +25,10 @@ SKIP_REASON = (f"weightwatcher {REFERENCE_VERSION} is not installed: pip install
 _available = None
 
 
+#: set when a test runs the reference (conftest.py checks its marker)
+USED: list = []
+
+
 def _installed_version():
     try:
         from importlib.metadata import PackageNotFoundError, version
@@ -91,6 +95,7 @@ def quiet():
 
 def import_reference():
     """Import weightwatcher quietly (its import prints; it also configures logging)."""
+    USED.append(True)  # the tier check in conftest.py: a test that runs the reference is marked `reference`
     with quiet():
         import weightwatcher
 
